@@ -1,0 +1,413 @@
+"""The one settings schema: every inventory data key, its type, default and meaning.
+
+Data flows one way: inventory and group_data -> ``load_settings(host)`` (validated,
+frozen ``Settings``) -> operations. Deploy files never read ``host.data`` directly.
+
+The README's settings table and ``group_data/all.py`` are generated from this file
+(``python -m holistix_deploy.docs``); a unit test fails when either is stale.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import ipaddress
+import re
+import struct
+from typing import Annotated, Any
+
+from pyinfra.api.exceptions import PyinfraError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from holistix_deploy.secrets import OPERATOR_SECRETS, OperatorSecretError, read_operator_secrets
+
+# Module names a setting can belong to; "core" is read by several modules.
+MODULES = ("core", "base", "platform")
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+_POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}$")
+
+# Accounts a distro or a platform component owns; the deploy user must be a person's account.
+_RESERVED_USERS = frozenset(
+    "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc "
+    "nobody systemd-network systemd-resolve systemd-timesync messagebus sshd postgres "
+    "prometheus coredns holistix ganymede _apt".split()
+)
+
+# Longest name the platform builds under DOMAIN: "uc-<id>--<space>--<svc>.org-<uuid>." leaves
+# DNS's 253-character limit with room only if the domain stays under this.
+_DOMAIN_MAX = 180
+
+# SSH public key types accepted for the deploy user (no DSA; RSA only when >= 3072 bits).
+_SSH_KEY_TYPES = frozenset(
+    {
+        "ssh-ed25519",
+        "sk-ssh-ed25519@openssh.com",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+        "ssh-rsa",
+    }
+)
+_RSA_MIN_BITS = 3072
+
+
+def _setting(default: Any = ..., *, module: str, description: str, **kwargs: Any) -> Any:
+    if module not in MODULES:
+        raise ValueError(f"unknown module {module!r} for a setting")
+    return Field(default, description=description, json_schema_extra={"module": module}, **kwargs)
+
+
+def _check_dns_name(value: str) -> str:
+    if value != value.lower():
+        raise ValueError("must be lower case")
+    if value.endswith("."):
+        raise ValueError("must not end with a dot")
+    labels = value.split(".")
+    if len(labels) < 2:
+        raise ValueError("must have at least two labels, like example.com")
+    bad = [label for label in labels if not _LABEL.match(label)]
+    if bad:
+        raise ValueError(
+            f"label {bad[0]!r} is not a DNS label (letters, digits and inner hyphens, 1-63 characters)"
+        )
+    if labels[-1].isdigit():
+        raise ValueError("must be a DNS name, not an IP address")
+    return value
+
+
+def _check_reachable_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address):
+    if address.is_loopback or address.is_unspecified or address.is_multicast or address.is_link_local:
+        raise ValueError(
+            "must be a unicast address other machines can reach (not loopback, unspecified, "
+            "multicast or link-local)"
+        )
+    return address
+
+
+def _ssh_key_bits(key_type: str, blob: bytes) -> int | None:
+    """Modulus size of an ssh-rsa key blob, None for other types."""
+    if key_type != "ssh-rsa":
+        return None
+    fields, offset = [], 0
+    for _ in range(3):  # string type, mpint e, mpint n
+        (length,) = struct.unpack(">I", blob[offset : offset + 4])
+        fields.append(blob[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+    return len(fields[2].lstrip(b"\0")) * 8
+
+
+def _check_public_key(line: str) -> str:
+    parts = line.strip().split()
+    if len(parts) < 2:
+        raise ValueError("must be an OpenSSH public key line: '<type> <base64> [comment]'")
+    key_type, encoded = parts[0], parts[1]
+    if key_type not in _SSH_KEY_TYPES:
+        raise ValueError(f"key type {key_type!r} is not accepted (use ssh-ed25519, ecdsa or rsa >= 3072 bits)")
+    try:
+        blob = base64.b64decode(encoded, validate=True)
+        (type_length,) = struct.unpack(">I", blob[:4])
+        embedded_type = blob[4 : 4 + type_length].decode()
+        bits = _ssh_key_bits(key_type, blob)
+    except Exception as error:  # any decoding problem means a damaged key
+        raise ValueError("key data is not valid base64 of an SSH key blob (truncated or pasted wrong?)") from error
+    if embedded_type != key_type:
+        raise ValueError(f"key data says {embedded_type!r} but the line says {key_type!r}")
+    if bits is not None and bits < _RSA_MIN_BITS:
+        raise ValueError(f"RSA key has {bits} bits; at least {_RSA_MIN_BITS} are required")
+    return line.strip()
+
+
+PublicKey = Annotated[str, Field(min_length=1)]
+
+
+class Settings(BaseModel):
+    """Validated, frozen settings of one host."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    # -- core: identity of the environment ------------------------------------------------
+    domain: str = _setting(
+        module="core",
+        description="Base domain of the platform: the frontend is served at DOMAIN, the API at "
+        "ganymede.DOMAIN, organisations at org-<uuid>.DOMAIN.",
+        examples=["app.example.com"],
+    )
+    environment: str = _setting(
+        "prod",
+        module="core",
+        description="Environment name; names the database (ganymede_<env>), the secrets directory "
+        "/etc/holistix/<env> and the units. Lower case letters, digits, hyphens; at most 20.",
+    )
+    admin_email: str = _setting(
+        module="core",
+        description="Operator contact: ACME account, SOA contact, alert mail recipient.",
+        examples=["ops@example.com"],
+    )
+    public_ipv4: ipaddress.IPv4Address = _setting(
+        module="core",
+        description="Public IPv4 address of the host; DNS records point at it.",
+        examples=["203.0.113.10"],
+    )
+    public_ipv6: ipaddress.IPv6Address | None = _setting(
+        None,
+        module="core",
+        description="Public IPv6 address of the host, or None when it has none (no AAAA records then).",
+    )
+
+    # -- base --------------------------------------------------------------------------------
+    deploy_user: str = _setting(
+        "deploy",
+        module="base",
+        description="Account the operator and pyinfra log in as after the bootstrap run; gets "
+        "passwordless sudo and exactly the keys in deploy_authorized_keys.",
+    )
+    deploy_authorized_keys: list[PublicKey] = _setting(
+        module="base",
+        min_length=1,
+        description="OpenSSH public keys allowed to log in as deploy_user (ed25519, ecdsa, or RSA of "
+        "3072 bits or more). Keys not listed are removed.",
+        examples=[["ssh-ed25519 AAAAC3Nza... ops@laptop"]],
+    )
+    base_extra_packages: list[str] = _setting(
+        [],
+        module="base",
+        description="Debian/Ubuntu package names installed in addition to the base set.",
+    )
+    apt_cache_valid_seconds: int = _setting(
+        3600,
+        module="base",
+        ge=0,
+        description="How old the apt package lists may be before a run refreshes them.",
+    )
+
+    # -- platform: the environment's port plan and pool (read by ganymede and gateway_pool) --
+    ganymede_port: int = _setting(
+        6010,
+        module="platform",
+        ge=1024,
+        le=65535,
+        description="Loopback TCP port Ganymede listens on (nginx proxies ganymede.DOMAIN to it).",
+    )
+    gateway_pool_size: int = _setting(
+        4,
+        module="platform",
+        ge=1,
+        le=100,
+        description="Number of gateway containers kept ready for organisations.",
+    )
+    gateway_http_port_base: int = _setting(
+        7100,
+        module="platform",
+        ge=1024,
+        le=65535,
+        description="First TCP port of the gateways' HTTP ports (one per gateway, on the Docker "
+        "bridge address only).",
+    )
+    gateway_vpn_port_base: int = _setting(
+        49100,
+        module="platform",
+        ge=1024,
+        le=65535,
+        description="First UDP port of the gateways' VPN ports (one per gateway, public).",
+    )
+    gateway_build_server_port: int = _setting(
+        8090,
+        module="platform",
+        ge=1024,
+        le=65535,
+        description="TCP port, on the Docker bridge address, of the server gateways fetch their build from.",
+    )
+
+    # -- field rules --------------------------------------------------------------------------
+    @field_validator("domain")
+    @classmethod
+    def _domain_is_dns_name(cls, value: str) -> str:
+        _check_dns_name(value)
+        if len(value) > _DOMAIN_MAX:
+            raise ValueError(
+                f"is {len(value)} characters; at most {_DOMAIN_MAX} leave room for uc-<id>.org-<uuid>. labels"
+            )
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_is_a_name(cls, value: str) -> str:
+        if not _ENVIRONMENT.match(value):
+            raise ValueError("must start with a lower case letter, then letters, digits or hyphens, at most 20")
+        return value
+
+    @field_validator("admin_email")
+    @classmethod
+    def _email_is_an_address(cls, value: str) -> str:
+        local, at, domain = value.rpartition("@")
+        if not at or not _EMAIL_LOCAL.match(local):
+            raise ValueError("must be an e-mail address like ops@example.com")
+        try:
+            _check_dns_name(domain)
+        except ValueError as error:
+            raise ValueError(f"must be an e-mail address; its domain {error}") from None
+        return value
+
+    @field_validator("public_ipv4", "public_ipv6")
+    @classmethod
+    def _address_is_reachable(cls, value):
+        return value if value is None else _check_reachable_address(value)
+
+    @field_validator("deploy_user")
+    @classmethod
+    def _deploy_user_is_a_person(cls, value: str) -> str:
+        if not _POSIX_USER.match(value):
+            raise ValueError("must be a POSIX user name: lower case letter or _, then [a-z0-9_-], at most 32")
+        if value in _RESERVED_USERS:
+            raise ValueError("is a system or platform account; pick a name of its own, like 'deploy'")
+        return value
+
+    @field_validator("deploy_authorized_keys")
+    @classmethod
+    def _keys_are_public_keys(cls, keys: list[str]) -> list[str]:
+        checked = []
+        for position, key in enumerate(keys):
+            try:
+                checked.append(_check_public_key(key))
+            except ValueError as error:
+                raise ValueError(f"entry {position}: {error}") from None
+        if len(set(checked)) != len(checked):
+            raise ValueError("lists the same key twice")
+        return checked
+
+    @field_validator("base_extra_packages")
+    @classmethod
+    def _packages_are_names(cls, packages: list[str]) -> list[str]:
+        bad = [name for name in packages if not _DEBIAN_PACKAGE.match(name)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a package name (lower case, digits, + . -; no versions)")
+        return packages
+
+    @model_validator(mode="after")
+    def _ports_do_not_clash(self) -> Settings:
+        tcp = {22: "ssh", 53: "dns", 80: "http", 443: "https", 5432: "postgresql"}
+        wanted = [("ganymede_port", self.ganymede_port), ("gateway_build_server_port", self.gateway_build_server_port)]
+        wanted += [
+            (f"gateway_http_port_base+{i}", self.gateway_http_port_base + i) for i in range(self.gateway_pool_size)
+        ]
+        for key, port in wanted:
+            if port > 65535:
+                raise ValueError(f"{key} = {port}: the gateway range runs past port 65535; lower the base or the pool")
+            if port in tcp:
+                raise ValueError(f"{key} = {port} clashes with {tcp[port]} (TCP port {port}); every TCP port must differ")
+            tcp[port] = key
+        last_vpn = self.gateway_vpn_port_base + self.gateway_pool_size - 1
+        if last_vpn > 65535:
+            raise ValueError(f"gateway_vpn_port_base = {self.gateway_vpn_port_base}: the VPN range runs past 65535")
+        if self.gateway_vpn_port_base <= 53 <= last_vpn:
+            raise ValueError("gateway_vpn_port_base: the VPN range covers UDP port 53 (dns)")
+        return self
+
+    # -- derived names (one place, so every module agrees) -----------------------------------
+    @property
+    def database_name(self) -> str:
+        return f"ganymede_{self.environment.replace('-', '_')}"
+
+    @property
+    def secrets_dir(self) -> str:
+        return f"/etc/holistix/{self.environment}"
+
+
+# ------------------------------------------------------------------------------------------
+# Reading a host's data
+
+
+class SettingsError(PyinfraError):
+    """Raised before any operation when a host's data is invalid: one line per problem."""
+
+    def __init__(self, host_name: str, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"invalid settings for host {host_name} ({len(problems)} problem(s)):\n{lines}")
+
+
+def _pyinfra_keys() -> frozenset[str]:
+    """Data keys that belong to pyinfra itself (connector options), not to this schema."""
+    from pyinfra.api.connectors import get_all_connectors
+
+    keys: set[str] = set()
+    for connector in get_all_connectors().values():
+        keys.update(getattr(connector, "data_meta", {}) or {})
+    return frozenset(keys)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_SECRET_WORDS = re.compile(r"pass|secret|token|private|credential|api_?key", re.I)
+
+
+def _unknown_key_problem(key: str, value: Any) -> str:
+    known = list(Settings.model_fields)
+    if _SECRET_WORDS.search(key):
+        value = "<hidden: the key looks like a secret>"
+    for secret in OPERATOR_SECRETS:
+        if key in (secret.name, secret.env_var.lower()):
+            return (
+                f"{key}: secrets are never inventory data (they would land in git and in pyinfra's "
+                f"output); export {secret.env_var} on the machine that runs pyinfra instead"
+            )
+    guess = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {guess[0]!r}?" if guess else ""
+    shown = value if isinstance(value, str) and value.startswith("<hidden") else _describe(value)
+    return f"{key} = {shown}: unknown setting{hint} (the README's Settings table lists every key)"
+
+
+def _format_errors(error: ValidationError, data: dict[str, Any]) -> list[str]:
+    problems = []
+    for item in error.errors():
+        location = [str(part) for part in item["loc"]]
+        key = location[0] if location else ""
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            problems.append(f"{key}: required setting is missing ({Settings.model_fields[key].description})")
+        elif not key:  # model-level rule (message starts with the key it names)
+            problems.append(message)
+        else:
+            path = key + "".join(f"[{part}]" for part in location[1:])
+            problems.append(f"{path} = {_describe(data.get(key))}: {message}")
+    return problems
+
+
+def validate_data(data: dict[str, Any], environ: dict[str, str] | None = None, host_name: str = "?") -> Settings:
+    """Validate raw host data (and operator secrets in the environment); raise SettingsError."""
+    pyinfra_keys = _pyinfra_keys()
+    ours = {k: v for k, v in data.items() if not k.startswith("_") and k not in pyinfra_keys}
+    problems = [_unknown_key_problem(k, v) for k, v in ours.items() if k not in Settings.model_fields]
+    settings = None
+    try:
+        settings = Settings(**{k: v for k, v in ours.items() if k in Settings.model_fields})
+    except ValidationError as error:
+        problems += _format_errors(error, ours)
+    try:
+        read_operator_secrets(environ)
+    except OperatorSecretError as error:
+        problems += error.problems
+    if problems or settings is None:
+        raise SettingsError(host_name, problems)
+    return settings
+
+
+_VALIDATED: dict[str, Settings] = {}
+
+
+def load_settings(host) -> Settings:
+    """The validated settings of a pyinfra host; call at the top of every deploy file.
+
+    Raises SettingsError (pyinfra then exits non-zero before any operation ran).
+    """
+    if host.name not in _VALIDATED:
+        _VALIDATED[host.name] = validate_data(host.data.dict(), host_name=host.name)
+    return _VALIDATED[host.name]
