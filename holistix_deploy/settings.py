@@ -89,16 +89,22 @@ def _check_reachable_address(address: ipaddress.IPv4Address | ipaddress.IPv6Addr
     return address
 
 
-def _ssh_key_bits(key_type: str, blob: bytes) -> int | None:
-    """Modulus size of an ssh-rsa key blob, None for other types."""
-    if key_type != "ssh-rsa":
-        return None
+def _ssh_blob_fields(blob: bytes) -> list[bytes]:
+    """Split an SSH wire-format key blob into its length-prefixed fields; ValueError if damaged."""
     fields, offset = [], 0
-    for _ in range(3):  # string type, mpint e, mpint n
+    while offset < len(blob):
+        if offset + 4 > len(blob):
+            raise ValueError("truncated length")
         (length,) = struct.unpack(">I", blob[offset : offset + 4])
+        if offset + 4 + length > len(blob):
+            raise ValueError("truncated field")
         fields.append(blob[offset + 4 : offset + 4 + length])
         offset += 4 + length
-    return len(fields[2].lstrip(b"\0")) * 8
+    return fields
+
+
+# fields after the type name, per key type (an ed25519 key is one 32-byte field)
+_SSH_KEY_FIELD_COUNT = {"ssh-ed25519": 1, "ssh-rsa": 2, "sk-ssh-ed25519@openssh.com": 2, "sk-ecdsa-sha2-nistp256@openssh.com": 3}
 
 
 def _check_public_key(line: str) -> str:
@@ -108,15 +114,18 @@ def _check_public_key(line: str) -> str:
     key_type, encoded = parts[0], parts[1]
     if key_type not in _SSH_KEY_TYPES:
         raise ValueError(f"key type {key_type!r} is not accepted (use ssh-ed25519, ecdsa or rsa >= 3072 bits)")
+    damaged = "key data is not valid base64 of an SSH key blob (truncated or pasted wrong?)"
     try:
-        blob = base64.b64decode(encoded, validate=True)
-        (type_length,) = struct.unpack(">I", blob[:4])
-        embedded_type = blob[4 : 4 + type_length].decode()
-        bits = _ssh_key_bits(key_type, blob)
+        fields = _ssh_blob_fields(base64.b64decode(encoded, validate=True))
+        embedded_type = fields[0].decode()
     except Exception as error:  # any decoding problem means a damaged key
-        raise ValueError("key data is not valid base64 of an SSH key blob (truncated or pasted wrong?)") from error
+        raise ValueError(damaged) from error
     if embedded_type != key_type:
         raise ValueError(f"key data says {embedded_type!r} but the line says {key_type!r}")
+    expected = _SSH_KEY_FIELD_COUNT.get(key_type, 2)  # ecdsa: curve name and point
+    if len(fields) - 1 != expected or (key_type == "ssh-ed25519" and len(fields[1]) != 32):
+        raise ValueError(damaged)
+    bits = len(fields[2].lstrip(b"\0")) * 8 if key_type == "ssh-rsa" else None
     if bits is not None and bits < _RSA_MIN_BITS:
         raise ValueError(f"RSA key has {bits} bits; at least {_RSA_MIN_BITS} are required")
     return line.strip()
@@ -346,7 +355,7 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-_SECRET_WORDS = re.compile(r"pass|secret|token|private|credential|api_?key", re.I)
+_SECRET_WORDS = re.compile(r"pass|pasw|pwd|secret|token|private|credential|api_?key", re.I)
 
 
 def _unknown_key_problem(key: str, value: Any) -> str:
@@ -359,8 +368,12 @@ def _unknown_key_problem(key: str, value: Any) -> str:
                 f"{key}: secrets are never inventory data (they would land in git and in pyinfra's "
                 f"output); export {secret.env_var} on the machine that runs pyinfra instead"
             )
-    guess = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f"; did you mean {guess[0]!r}?" if guess else ""
+    secret_names = {secret.name: secret for secret in OPERATOR_SECRETS}
+    guess = difflib.get_close_matches(key, known + list(secret_names), n=1, cutoff=0.6)
+    if guess and guess[0] in secret_names:
+        hint = f"; if this is the {guess[0]}, export {secret_names[guess[0]].env_var} instead (never inventory data)"
+    else:
+        hint = f"; did you mean {guess[0]!r}?" if guess else ""
     shown = value if isinstance(value, str) and value.startswith("<hidden") else _describe(value)
     return f"{key} = {shown}: unknown setting{hint} (the README's Settings table lists every key)"
 

@@ -1,0 +1,91 @@
+"""The e2e loop on a real booted staging host (scripts/staging-host; needs root).
+
+One fresh host per Debian suite in E2E_SUITES (default "trixie bookworm"), destroyed at the
+end (E2E_KEEP=1 keeps it for a look). The tests in a module run in order, like a runbook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGING_HOST = ROOT / "scripts" / "staging-host"
+SUITES = os.environ.get("E2E_SUITES", "trixie bookworm").split()
+
+
+@dataclass
+class PyinfraRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def results(self) -> dict:
+        return json.loads(self.stdout)["results"]
+
+    def changed_operations(self, host_name: str) -> list[str]:
+        return [op["name"] for op in self.results["operations"] if host_name in op.get("success", [])]
+
+
+@dataclass
+class StagingHost:
+    name: str
+    suite: str
+    address: str = ""
+    env: dict = field(default_factory=dict)
+    operator_secrets: dict = field(default_factory=dict)
+
+    def harness(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([str(STAGING_HOST), *args], capture_output=True, text=True, check=check)
+
+    def exec(self, *command: str) -> str:
+        """Run a command inside the host without SSH (as root): for reading what tests check."""
+        return self.harness("exec", self.name, *command).stdout
+
+    def pyinfra(self, *args: str, deploy: str = "deploys/all.py", as_root: bool = False) -> PyinfraRun:
+        command = [sys.executable, "-m", "pyinfra", "-y", "--json", "inventories/local.py", deploy,
+                   "--limit", self.name, *args]
+        if as_root:
+            command += ["--user", "root", "--key", self.env["STAGING_PROVIDER_KEY"]]
+        env = {**os.environ, **self.operator_secrets}
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
+        return PyinfraRun(done.returncode, done.stdout, done.stderr)
+
+    def host_suites(self) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/host",
+             f"--hosts=ssh://deploy@{self.address}", f"--ssh-config={self.env['STAGING_SSH_CONFIG']}",
+             "--inventory=inventories/local.py"],
+            cwd=ROOT, capture_output=True, text=True,
+        )
+
+
+@pytest.fixture(scope="module", params=SUITES)
+def staging_host(request):
+    if os.geteuid() != 0:
+        pytest.fail("the e2e tests boot staging hosts with systemd-nspawn and need root")
+    host = StagingHost(name=f"e2e-{request.param[:4]}", suite=request.param)
+    host.harness("destroy", host.name, check=False)  # a host left by an interrupted run
+    created = host.harness("create", host.name, "--suite", request.param, check=False)
+    assert created.returncode == 0, created.stderr
+    for line in host.harness("env", host.name).stdout.splitlines():
+        key, _, value = line.partition("=")
+        host.env[key] = value
+    host.address = host.env["STAGING_HOST"]
+    # values no one could guess, so finding one in pyinfra's output can only mean a leak
+    host.operator_secrets = {
+        "HOLISTIX_SMTP_PASSWORD": "smtp-" + secrets.token_urlsafe(24),
+        "HOLISTIX_DNS_API_TOKEN": "dns-" + secrets.token_urlsafe(24),
+        "HOLISTIX_GITHUB_CLIENT_SECRET": "gh-" + secrets.token_hex(20),
+    }
+    yield host
+    if os.environ.get("E2E_KEEP") != "1":
+        host.harness("destroy", host.name, check=False)

@@ -1,0 +1,21 @@
+"""Our operations against recorded facts: one fixture per branch, the no-change branch included.
+
+Fixtures live in tests/unit/operations/<module.operation>/*.json (pyinfra-testing's format:
+kwargs, the facts the host pretends to have, the commands expected back).
+"""
+
+from pathlib import Path
+
+from pyinfra_testing.operations import make_operation_tests
+
+FIXTURES = Path(__file__).parent / "operations"
+
+TestGeneratedSecret = make_operation_tests(
+    "holistix_deploy", "operations.generated_secret", FIXTURES / "operations.generated_secret"
+)
+TestOperatorSecret = make_operation_tests(
+    "holistix_deploy", "operations.operator_secret", FIXTURES / "operations.operator_secret"
+)
+TestValidatedFile = make_operation_tests(
+    "holistix_deploy", "operations.validated_file", FIXTURES / "operations.validated_file"
+)
