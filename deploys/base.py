@@ -25,8 +25,19 @@ settings = load_settings(host)
 # What the platform's tooling and an operator on the box expect; bind9-dnsutils is the real
 # package behind the "dnsutils" name (on Debian 13 only the virtual name is left).
 BASE_PACKAGES = [
-    "acl", "bind9-dnsutils", "ca-certificates", "curl", "gnupg", "jq", "lsof", "openssl",
-    "psmisc", "python3", "rsync", "sudo", "unzip",
+    "acl",
+    "bind9-dnsutils",
+    "ca-certificates",
+    "curl",
+    "gnupg",
+    "jq",
+    "lsof",
+    "openssl",
+    "psmisc",
+    "python3",
+    "rsync",
+    "sudo",
+    "unzip",
 ]
 
 apt.packages(

@@ -32,8 +32,9 @@ def _fix_attributes(path: str, mode: str, user: str, group: str):
 
 
 @operation()
-def generated_secret(path: str, command: str, directory: str, mode: str = "0600",
-                     user: str = "root", group: str = "root"):
+def generated_secret(
+    path: str, command: str, directory: str, mode: str = "0600", user: str = "root", group: str = "root"
+):
     """
     Create a secret file on the host from a command's output, once.
 
@@ -61,9 +62,20 @@ def generated_secret(path: str, command: str, directory: str, mode: str = "0600"
     if info is None or info["size"] == 0:
         temporary = f"{path}.new"
         yield StringCommand(
-            "umask 077 && cd", QuoteString(directory), "&&", command, ">", QuoteString(temporary),
-            "&& test -s", QuoteString(temporary), "&& mv", QuoteString(temporary), QuoteString(path),
-            "|| { rm -f", QuoteString(temporary), "; exit 1; }",
+            "umask 077 && cd",
+            QuoteString(directory),
+            "&&",
+            command,
+            ">",
+            QuoteString(temporary),
+            "&& test -s",
+            QuoteString(temporary),
+            "&& mv",
+            QuoteString(temporary),
+            QuoteString(path),
+            "|| { rm -f",
+            QuoteString(temporary),
+            "; exit 1; }",
         )
         yield from _fix_attributes(path, mode, user, group)
     elif _attributes_differ(info, mode, user, group):
@@ -97,7 +109,11 @@ def operator_secret(path: str, value: str, mode: str = "0600", user: str = "root
     if host.get_fact(Sha256File, path=path) != wanted:
         temporary = f"{path}.new"
         yield StringCommand(
-            "umask 077 && cat >", QuoteString(temporary), "&& mv", QuoteString(temporary), QuoteString(path),
+            "umask 077 && cat >",
+            QuoteString(temporary),
+            "&& mv",
+            QuoteString(temporary),
+            QuoteString(path),
             _stdin=stored,
         )
         yield from _fix_attributes(path, mode, user, group)
@@ -108,8 +124,9 @@ def operator_secret(path: str, value: str, mode: str = "0600", user: str = "root
 
 
 @operation()
-def validated_file(dest: str, content: str, validate: str, candidate: str, mode: str = "0644",
-                   user: str = "root", group: str = "root"):
+def validated_file(
+    dest: str, content: str, validate: str, candidate: str, mode: str = "0644", user: str = "root", group: str = "root"
+):
     """
     Put a config file in place only after its daemon's checker accepts it.
 
@@ -140,8 +157,13 @@ def validated_file(dest: str, content: str, validate: str, candidate: str, mode:
         yield FileUploadCommand(BytesIO(data), candidate, remote_temp_filename=host.get_temp_filename(candidate))
         yield from _fix_attributes(candidate, mode, user, group)
         yield StringCommand(
-            "{", validate.format(path=shlex.quote(candidate)), "; } || { rm -f", QuoteString(candidate),
-            "; echo 'rejected by the checker, the live file is unchanged:'", QuoteString(dest), ">&2; exit 1; }",
+            "{",
+            validate.format(path=shlex.quote(candidate)),
+            "; } || { rm -f",
+            QuoteString(candidate),
+            "; echo 'rejected by the checker, the live file is unchanged:'",
+            QuoteString(dest),
+            ">&2; exit 1; }",
         )
         yield StringCommand("mv", QuoteString(candidate), QuoteString(dest))
     elif _attributes_differ(host.get_fact(File, path=dest), mode, user, group):

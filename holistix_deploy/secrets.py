@@ -32,29 +32,65 @@ class GeneratedSecret:
 
 
 OPERATOR_SECRETS: tuple[OperatorSecret, ...] = (
-    OperatorSecret("dns_api_token", "HOLISTIX_DNS_API_TOKEN", "letsencrypt",
-                   "API token of the DNS provider (Cloudflare) for DNS-01 challenges."),
-    OperatorSecret("smtp_password", "HOLISTIX_SMTP_PASSWORD", "ganymede, monitoring",
-                   "Password of the SMTP account that sends platform mail and alerts."),
-    OperatorSecret("github_client_secret", "HOLISTIX_GITHUB_CLIENT_SECRET", "ganymede",
-                   "OAuth client secret of the GitHub login application."),
-    OperatorSecret("gitlab_client_secret", "HOLISTIX_GITLAB_CLIENT_SECRET", "ganymede",
-                   "OAuth client secret of the GitLab login application."),
-    OperatorSecret("discord_client_secret", "HOLISTIX_DISCORD_CLIENT_SECRET", "ganymede",
-                   "OAuth client secret of the Discord login application."),
-    OperatorSecret("linkedin_client_secret", "HOLISTIX_LINKEDIN_CLIENT_SECRET", "ganymede",
-                   "OAuth client secret of the LinkedIn login application."),
+    OperatorSecret(
+        "dns_api_token",
+        "HOLISTIX_DNS_API_TOKEN",
+        "letsencrypt",
+        "API token of the DNS provider (Cloudflare) for DNS-01 challenges.",
+    ),
+    OperatorSecret(
+        "smtp_password",
+        "HOLISTIX_SMTP_PASSWORD",
+        "ganymede, monitoring",
+        "Password of the SMTP account that sends platform mail and alerts.",
+    ),
+    OperatorSecret(
+        "github_client_secret",
+        "HOLISTIX_GITHUB_CLIENT_SECRET",
+        "ganymede",
+        "OAuth client secret of the GitHub login application.",
+    ),
+    OperatorSecret(
+        "gitlab_client_secret",
+        "HOLISTIX_GITLAB_CLIENT_SECRET",
+        "ganymede",
+        "OAuth client secret of the GitLab login application.",
+    ),
+    OperatorSecret(
+        "discord_client_secret",
+        "HOLISTIX_DISCORD_CLIENT_SECRET",
+        "ganymede",
+        "OAuth client secret of the Discord login application.",
+    ),
+    OperatorSecret(
+        "linkedin_client_secret",
+        "HOLISTIX_LINKEDIN_CLIENT_SECRET",
+        "ganymede",
+        "OAuth client secret of the LinkedIn login application.",
+    ),
 )
 
 GENERATED_SECRETS: tuple[GeneratedSecret, ...] = (
-    GeneratedSecret("session_cookie_key", "openssl rand -hex 32",
-                    "Signs Ganymede's session cookies and magic links (SESSION_COOKIE_KEY)."),
-    GeneratedSecret("credentials_encryption_key", "openssl rand -hex 32",
-                    "Encrypts stored user credentials (CREDENTIALS_ENCRYPTION_KEY); losing it loses them."),
-    GeneratedSecret("jwt_private_key.pem", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096",
-                    "RS256 key that signs Ganymede's JWTs (gateway tokens live a year: keep it stable)."),
-    GeneratedSecret("jwt_public_key.pem", "openssl pkey -in jwt_private_key.pem -pubout",
-                    "Public half of the JWT key (not secret, kept beside it)."),
+    GeneratedSecret(
+        "session_cookie_key",
+        "openssl rand -hex 32",
+        "Signs Ganymede's session cookies and magic links (SESSION_COOKIE_KEY).",
+    ),
+    GeneratedSecret(
+        "credentials_encryption_key",
+        "openssl rand -hex 32",
+        "Encrypts stored user credentials (CREDENTIALS_ENCRYPTION_KEY); losing it loses them.",
+    ),
+    GeneratedSecret(
+        "jwt_private_key.pem",
+        "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096",
+        "RS256 key that signs Ganymede's JWTs (gateway tokens live a year: keep it stable).",
+    ),
+    GeneratedSecret(
+        "jwt_public_key.pem",
+        "openssl pkey -in jwt_private_key.pem -pubout",
+        "Public half of the JWT key (not secret, kept beside it).",
+    ),
 )
 
 SECRET_MIN_LENGTH = 8
@@ -62,13 +98,32 @@ SECRET_MIN_LENGTH = 8
 # Values that tutorials, .env.example files and the platform's own dev scripts ship with.
 _PLACEHOLDERS = frozenset(
     {
-        "changeme", "change-me", "change_me", "password", "secret", "placeholder", "example",
-        "todo", "tbd", "test", "dummy", "default", "none", "null", "devpassword",
-        "test-encryption-key-not-for-production-use", "your-secret-here", "your_token_here",
+        "changeme",
+        "change-me",
+        "change_me",
+        "password",
+        "secret",
+        "placeholder",
+        "example",
+        "todo",
+        "tbd",
+        "test",
+        "dummy",
+        "default",
+        "none",
+        "null",
+        "devpassword",
+        "test-encryption-key-not-for-production-use",
+        "your-secret-here",
+        "your_token_here",
     }
 )
-_PLACEHOLDER_SHAPES = (re.compile(r"^x{3,}$", re.I), re.compile(r"^<.*>$"), re.compile(r"^\$\{.*\}$"),
-                       re.compile(r"^(.)\1+$"))
+_PLACEHOLDER_SHAPES = (
+    re.compile(r"^x{3,}$", re.I),
+    re.compile(r"^<.*>$"),
+    re.compile(r"^\$\{.*\}$"),
+    re.compile(r"^(.)\1+$"),
+)
 
 
 class OperatorSecretError(Exception):

@@ -16,8 +16,8 @@ import re
 import struct
 from typing import Annotated, Any
 
-from pyinfra.api.exceptions import PyinfraError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pyinfra.api.exceptions import PyinfraError
 
 from holistix_deploy.secrets import OPERATOR_SECRETS, OperatorSecretError, read_operator_secrets
 
@@ -32,9 +32,36 @@ _EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}$")
 
 # Accounts a distro or a platform component owns; the deploy user must be a person's account.
 _RESERVED_USERS = frozenset(
-    "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc "
-    "nobody systemd-network systemd-resolve systemd-timesync messagebus sshd postgres "
-    "prometheus coredns holistix ganymede _apt".split()
+    [
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "nobody",
+        "systemd-network",
+        "systemd-resolve",
+        "systemd-timesync",
+        "messagebus",
+        "sshd",
+        "postgres",
+        "prometheus",
+        "coredns",
+        "holistix",
+        "ganymede",
+        "_apt",
+    ]
 )
 
 # Longest name the platform builds under DOMAIN: "uc-<id>--<space>--<svc>.org-<uuid>." leaves
@@ -72,9 +99,7 @@ def _check_dns_name(value: str) -> str:
         raise ValueError("must have at least two labels, like example.com")
     bad = [label for label in labels if not _LABEL.match(label)]
     if bad:
-        raise ValueError(
-            f"label {bad[0]!r} is not a DNS label (letters, digits and inner hyphens, 1-63 characters)"
-        )
+        raise ValueError(f"label {bad[0]!r} is not a DNS label (letters, digits and inner hyphens, 1-63 characters)")
     if labels[-1].isdigit():
         raise ValueError("must be a DNS name, not an IP address")
     return value
@@ -83,8 +108,7 @@ def _check_dns_name(value: str) -> str:
 def _check_reachable_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address):
     if address.is_loopback or address.is_unspecified or address.is_multicast or address.is_link_local:
         raise ValueError(
-            "must be a unicast address other machines can reach (not loopback, unspecified, "
-            "multicast or link-local)"
+            "must be a unicast address other machines can reach (not loopback, unspecified, multicast or link-local)"
         )
     return address
 
@@ -104,7 +128,12 @@ def _ssh_blob_fields(blob: bytes) -> list[bytes]:
 
 
 # fields after the type name, per key type (an ed25519 key is one 32-byte field)
-_SSH_KEY_FIELD_COUNT = {"ssh-ed25519": 1, "ssh-rsa": 2, "sk-ssh-ed25519@openssh.com": 2, "sk-ecdsa-sha2-nistp256@openssh.com": 3}
+_SSH_KEY_FIELD_COUNT = {
+    "ssh-ed25519": 1,
+    "ssh-rsa": 2,
+    "sk-ssh-ed25519@openssh.com": 2,
+    "sk-ecdsa-sha2-nistp256@openssh.com": 3,
+}
 
 
 def _check_public_key(line: str) -> str:
@@ -214,8 +243,7 @@ class Settings(BaseModel):
         module="platform",
         ge=1024,
         le=65535,
-        description="First TCP port of the gateways' HTTP ports (one per gateway, on the Docker "
-        "bridge address only).",
+        description="First TCP port of the gateways' HTTP ports (one per gateway, on the Docker bridge address only).",
     )
     gateway_vpn_port_base: int = _setting(
         49100,
@@ -308,7 +336,9 @@ class Settings(BaseModel):
             if port > 65535:
                 raise ValueError(f"{key} = {port}: the gateway range runs past port 65535; lower the base or the pool")
             if port in tcp:
-                raise ValueError(f"{key} = {port} clashes with {tcp[port]} (TCP port {port}); every TCP port must differ")
+                raise ValueError(
+                    f"{key} = {port} clashes with {tcp[port]} (TCP port {port}); every TCP port must differ"
+                )
             tcp[port] = key
         last_vpn = self.gateway_vpn_port_base + self.gateway_pool_size - 1
         if last_vpn > 65535:

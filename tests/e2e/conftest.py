@@ -51,8 +51,18 @@ class StagingHost:
         return self.harness("exec", self.name, *command).stdout
 
     def pyinfra(self, *args: str, deploy: str = "deploys/all.py", as_root: bool = False) -> PyinfraRun:
-        command = [sys.executable, "-m", "pyinfra", "-y", "--json", "inventories/local.py", deploy,
-                   "--limit", self.name, *args]
+        command = [
+            sys.executable,
+            "-m",
+            "pyinfra",
+            "-y",
+            "--json",
+            "inventories/local.py",
+            deploy,
+            "--limit",
+            self.name,
+            *args,
+        ]
         if as_root:
             command += ["--user", "root", "--key", self.env["STAGING_PROVIDER_KEY"]]
         env = {**os.environ, **self.operator_secrets}
@@ -61,10 +71,21 @@ class StagingHost:
 
     def host_suites(self) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/host",
-             f"--hosts=ssh://deploy@{self.address}", f"--ssh-config={self.env['STAGING_SSH_CONFIG']}",
-             "--inventory=inventories/local.py"],
-            cwd=ROOT, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "tests/host",
+                f"--hosts=ssh://deploy@{self.address}",
+                f"--ssh-config={self.env['STAGING_SSH_CONFIG']}",
+                "--inventory=inventories/local.py",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
 
 

@@ -48,8 +48,10 @@ def test_no_secret_appears_in_anything_pyinfra_printed(staging_host):
     assert runs and len(runs) == 2, "the bootstrap and converge runs must have happened"
     printed = "\n".join(run.stdout + run.stderr for run in runs)
     secrets_dir = "/etc/holistix/staging"
-    generated = {name: staging_host.exec("cat", f"{secrets_dir}/{name}") for name in
-                 ("session_cookie_key", "credentials_encryption_key", "jwt_private_key.pem")}
+    generated = {
+        name: staging_host.exec("cat", f"{secrets_dir}/{name}")
+        for name in ("session_cookie_key", "credentials_encryption_key", "jwt_private_key.pem")
+    }
     # the operator secrets really reached the host (else the check below proves nothing)
     stored = staging_host.exec("cat", f"{secrets_dir}/smtp_password").strip()
     assert stored == staging_host.operator_secrets["HOLISTIX_SMTP_PASSWORD"]

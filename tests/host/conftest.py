@@ -33,7 +33,10 @@ def _inventory_data(inventory_path: str, address: str) -> dict:
     """The merged data of one inventory host, as pyinfra resolves it (group_data included)."""
     listing = subprocess.run(
         [sys.executable, "-m", "pyinfra", inventory_path, "debug-inventory", "--json"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     for inventory_host in json.loads(listing.stdout):
         data = inventory_host["data"]

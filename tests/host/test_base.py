@@ -81,13 +81,18 @@ def test_session_keys_are_32_random_bytes(host, settings):
         for name in ("session_cookie_key", "credentials_encryption_key"):
             value = host.file(f"{settings.secrets_dir}/{name}").content_string.strip()
             assert len(value) == 64 and int(value, 16) > 0, name
-        keys = {host.file(f"{settings.secrets_dir}/{n}").content_string for n in ("session_cookie_key", "credentials_encryption_key")}
+        keys = {
+            host.file(f"{settings.secrets_dir}/{n}").content_string
+            for n in ("session_cookie_key", "credentials_encryption_key")
+        }
     assert len(keys) == 2, "two secrets must never share a value"
 
 
 def test_jwt_key_pair_is_rsa_4096_and_matches(host, settings):
     with host.sudo():
-        private = host.check_output(f"openssl pkey -in {settings.secrets_dir}/jwt_private_key.pem -noout -text | head -1")
+        private = host.check_output(
+            f"openssl pkey -in {settings.secrets_dir}/jwt_private_key.pem -noout -text | head -1"
+        )
         derived = host.check_output(f"openssl pkey -in {settings.secrets_dir}/jwt_private_key.pem -pubout")
         stored = host.file(f"{settings.secrets_dir}/jwt_public_key.pem").content_string.strip()
     assert "4096 bit" in private

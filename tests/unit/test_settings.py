@@ -3,6 +3,7 @@
 import ipaddress
 
 import pytest
+from pydantic import ValidationError
 
 from holistix_deploy.settings import Settings, SettingsError, validate_data
 
@@ -23,7 +24,7 @@ def test_valid_data_gives_frozen_settings_with_defaults(valid_data):
     assert settings.deploy_user == "deploy"
     assert settings.database_name == "ganymede_prod"
     assert settings.secrets_dir == "/etc/holistix/prod"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         settings.domain = "other.example.com"  # frozen: nothing downstream can change it
 
 
@@ -142,7 +143,18 @@ def test_an_unknown_secret_looking_key_never_shows_its_value(valid_data):
 
 @pytest.mark.parametrize(
     "value",
-    ["xxxxx", "xxxxxxxxxx", "changeme", "CHANGEME", "<your token>", "${SMTP_PASSWORD}", "short", "test-encryption-key-not-for-production-use", "aaaaaaaaaaaa", " padded-secret-value "],
+    [
+        "xxxxx",
+        "xxxxxxxxxx",
+        "changeme",
+        "CHANGEME",
+        "<your token>",
+        "${SMTP_PASSWORD}",
+        "short",
+        "test-encryption-key-not-for-production-use",
+        "aaaaaaaaaaaa",
+        " padded-secret-value ",
+    ],
 )
 def test_placeholder_operator_secret_is_refused_without_echoing_it(valid_data, value):
     (problem,) = problems_for(valid_data, {"HOLISTIX_SMTP_PASSWORD": value})
@@ -159,7 +171,12 @@ def test_every_problem_is_reported_at_once(valid_data):
     data = {**valid_data, "domain": "BAD", "gateway_pool_size": 0, "gateway_pool_sise": 1}
     problems = problems_for(data, {"HOLISTIX_SMTP_PASSWORD": "xxxxx"})
     assert len(problems) == 4
-    assert [p.split(" ")[0] for p in problems] == ["gateway_pool_sise", "domain", "gateway_pool_size", "HOLISTIX_SMTP_PASSWORD"]
+    assert [p.split(" ")[0] for p in problems] == [
+        "gateway_pool_sise",
+        "domain",
+        "gateway_pool_size",
+        "HOLISTIX_SMTP_PASSWORD",
+    ]
 
 
 def test_every_setting_has_a_description_and_a_module():

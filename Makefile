@@ -1,0 +1,42 @@
+# Set-up on a fresh machine (Debian 12, root): `make demo`, then `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DEMO_HOST ?= demo
+SUITE  ?= trixie
+
+.PHONY: demo demo-destroy test unit lint e2e bench docs
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+## demo: boot a local staging VPS ($(DEMO_HOST), Debian $(SUITE)) and deploy everything to it
+demo: $(VENV)/.installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo $(DEMO_HOST) $(SUITE)
+
+demo-destroy:
+	scripts/staging-host destroy $(DEMO_HOST)
+
+## test: unit tests, then the e2e loop on fresh staging hosts (Debian 13 and 12)
+test: unit e2e
+
+unit: $(VENV)/.installed lint
+	$(PY) -m pytest -q tests/unit
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+e2e: $(VENV)/.installed
+	$(PY) -m pytest -x -v tests/e2e
+
+## bench: converge timings on a fresh staging host
+bench: $(VENV)/.installed
+	$(PY) bench/converge.py --suite $(SUITE)
+
+## docs: regenerate the README settings table and group_data/all.py from the schema
+docs: $(VENV)/.installed
+	$(PY) -m holistix_deploy.docs

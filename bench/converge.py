@@ -1,0 +1,78 @@
+"""make bench: how long a converge takes on a fresh staging host, and what a no-op costs.
+
+Reports: fresh converge time (bootstrap as root + converge as deploy), no-op re-run time
+(`-y`, median of --repeat runs), the floor (`pyinfra <host> exec -- true`), the ratio
+no-op/floor, and the number of remote commands a no-op run sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HARNESS = str(ROOT / "scripts" / "staging-host")
+
+
+def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, **kwargs)
+
+
+def timed(command: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.monotonic()
+    done = run(command)
+    return time.monotonic() - start, done
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--suite", default="trixie", choices=["trixie", "bookworm"])
+    parser.add_argument("--name", default="bench")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    pyinfra = [sys.executable, "-m", "pyinfra", "-y", "inventories/local.py"]
+    limit = ["--limit", args.name]
+    subprocess.run([HARNESS, "destroy", args.name], capture_output=True)
+    try:
+        boot_time, _ = timed([HARNESS, "create", args.name, "--suite", args.suite])
+        env = dict(line.split("=", 1) for line in run([HARNESS, "env", args.name]).stdout.split())
+        root = ["--user", "root", "--key", env["STAGING_PROVIDER_KEY"]]
+        bootstrap_time, _ = timed([*pyinfra, "deploys/base.py", *limit, *root])
+        converge_time, _ = timed([*pyinfra, "deploys/all.py", *limit])
+        noop_times = [timed([*pyinfra, "deploys/all.py", *limit])[0] for _ in range(args.repeat)]
+        floor_times = [timed([*pyinfra, *limit, "exec", "--", "true"])[0] for _ in range(args.repeat)]
+        # -vv prints every remote command (facts included) as "[host] >>> command"
+        verbose = run([*pyinfra, "deploys/all.py", *limit, "-vv"])
+        remote_commands = sum(1 for line in verbose.stderr.splitlines() if ">>> " in line)
+    finally:
+        if os.environ.get("BENCH_KEEP") != "1":
+            subprocess.run([HARNESS, "destroy", args.name], capture_output=True)
+
+    noop, floor = statistics.median(noop_times), statistics.median(floor_times)
+    figures = {
+        "suite": args.suite,
+        "host_create_s": round(boot_time, 2),
+        "bootstrap_as_root_s": round(bootstrap_time, 2),
+        "converge_as_deploy_s": round(converge_time, 2),
+        "fresh_converge_s": round(bootstrap_time + converge_time, 2),
+        "noop_rerun_s": round(noop, 2),
+        "floor_exec_true_s": round(floor, 2),
+        "noop_over_floor": round(noop / floor, 2),
+        "noop_remote_commands": remote_commands,
+    }
+    width = max(map(len, figures))
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value}")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

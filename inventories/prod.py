@@ -1,0 +1,37 @@
+"""Production: one VPS. A documented example: replace the addresses, names and keys.
+
+First run on the fresh VPS (root with the provider's key; creates the deploy user):
+    pyinfra inventories/prod.py deploys/base.py --user root --key ~/.ssh/provider_key
+Every later run (as the deploy user below):
+    pyinfra inventories/prod.py deploys/all.py
+    pyinfra inventories/prod.py deploys/base.py         # one module alone
+
+Every key is explained in the README's Settings table; defaults are in group_data/all.py.
+Secrets are never written here: export the HOLISTIX_* variables the README lists.
+"""
+
+vps = [
+    (
+        "prod-vps",
+        {
+            # how pyinfra reaches the host (pyinfra's own ssh_* keys)
+            "ssh_hostname": "203.0.113.10",
+            "ssh_user": "deploy",
+            "ssh_key": "~/.ssh/holistix_deploy_ed25519",
+            "ssh_known_hosts_file": "~/.ssh/known_hosts",
+            "ssh_strict_host_key_checking": "yes",
+            "_sudo": True,
+            # what this host serves
+            "domain": "app.example.com",
+            "environment": "prod",
+            "admin_email": "ops@example.com",
+            "public_ipv4": "203.0.113.10",
+            "public_ipv6": "2001:db8::10",
+            "deploy_user": "deploy",
+            "deploy_authorized_keys": [
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIUXAcIz21dZ+GtEcRo/duZ4Nipg8UkEPISzPBKYfxgj ops@example.com",
+            ],
+            "gateway_pool_size": 8,
+        },
+    ),
+]
