@@ -19,6 +19,39 @@ base_extra_packages = []
 # base: How old the apt package lists may be before a run refreshes them.
 apt_cache_valid_seconds = 3600
 
+# base: Extra sshd_config directives (e.g. {'AllowGroups': 'sudo'}), written after the hardening; the hardened keywords themselves cannot be overridden.
+ssh_extra_options = {}
+
+# base: Let unattended-upgrades reboot the host when an update needs it (at unattended_upgrades_reboot_time); off by default so reboots stay planned.
+unattended_upgrades_reboot = False
+
+# base: Host-time HH:MM of automatic reboots, when unattended_upgrades_reboot is on.
+unattended_upgrades_reboot_time = '04:00'
+
+# base: Cap of the persistent journal on disk (journald SystemMaxUse, e.g. 500M, 2G).
+journald_max_use = '1G'
+
+# base: NTP servers for systemd-timesyncd; empty keeps the distribution's pool.
+time_servers = []
+
+# base: Failed SSH logins from one address within 10 minutes before fail2ban bans it for an hour.
+fail2ban_sshd_maxretry = 5
+
+# base: Addresses fail2ban never bans (your office or bastion), as networks like 198.51.100.7/32.
+fail2ban_ignore_networks = []
+
+# base: Kernel parameters that replace or add to base's hardening set, e.g. {'net.ipv6.conf.all.accept_ra': '2'}.
+sysctl_overrides = {}
+
+# firewall: This host is the domain's public DNS server (CoreDNS authoritative, NS records delegated to it): opens 53/tcp and 53/udp to everyone.
+dns_served_publicly = False
+
+# firewall: Further openings: {'ports': '8443', 'protocol': 'tcp', 'source': 'any' or a network, 'target': 'host' or 'containers' (a port Docker publishes), 'comment': 'why'}.
+firewall_extra_rules = []
+
+# platform: Address/prefix of Docker's default bridge (docker0): gateways reach the host's DNS, build server and HTTPS there.
+docker_bridge_cidr = '172.17.0.1/16'
+
 # platform: Loopback TCP port Ganymede listens on (nginx proxies ganymede.DOMAIN to it).
 ganymede_port = 6010
 

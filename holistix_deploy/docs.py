@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
 from pydantic_core import PydanticUndefined
 
 from holistix_deploy.secrets import GENERATED_SECRETS, OPERATOR_SECRETS
@@ -34,6 +35,11 @@ def _type_name(annotation: Any) -> str:
     return text.replace("NoneType", "None").replace(" | ", " \\| ")
 
 
+def plain_default(field) -> Any:
+    """The default as inventory data would write it (addresses as strings)."""
+    return TypeAdapter(field.annotation).dump_python(field.default, mode="json")
+
+
 def _fields_by_module():
     for module in MODULES:
         for key, field in Settings.model_fields.items():
@@ -44,7 +50,7 @@ def _fields_by_module():
 def settings_table() -> str:
     rows = ["| key | module | type | default | meaning |", "| --- | --- | --- | --- | --- |"]
     for module, key, field in _fields_by_module():
-        default = "**required**" if field.default is PydanticUndefined else f"`{field.default!r}`"
+        default = "**required**" if field.default is PydanticUndefined else f"`{plain_default(field)!r}`"
         rows.append(f"| `{key}` | {module} | `{_type_name(field.annotation)}` | {default} | {field.description} |")
     rows += ["", "Operator secrets (environment variables on the machine that runs pyinfra; never inventory data):", ""]
     rows += ["| variable | stored as | used by | meaning |", "| --- | --- | --- | --- |"]
@@ -78,10 +84,8 @@ def group_data_text() -> str:
         if field.default is PydanticUndefined:
             required.append(key)
             continue
-        value = field.default
-        lines += ["", f"# {module}: {field.description}", f"{key} = {value!r}"]
+        lines += ["", f"# {module}: {field.description}", f"{key} = {plain_default(field)!r}"]
     lines += ["", "# Required, no default (set them in the inventory): " + ", ".join(required)]
-    # ipaddress defaults would need imports; the schema keeps address defaults None
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,8 @@
 * ``generated_secret``: a file made once on the host by a command (never regenerated).
 * ``operator_secret``: a file holding a value the operator gave, sent over stdin.
 * ``validated_file``: a config file swapped in only after its own checker accepts it.
+* ``sshd_drop_in``: an sshd drop-in, checked, swapped, and proven by a fresh login.
+* ``ufw_firewall``: ufw's defaults and exact rule set, enabled, proven by a fresh login.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import shlex
 from io import BytesIO
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
-from pyinfra.facts.files import File, Sha1File, Sha256File
+from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
+from pyinfra.facts.files import File, FileContents, Sha1File, Sha256File
+
+from holistix_deploy.facts import Ufw
+from holistix_deploy.lockout import prove_fresh_login
 
 
 def _mode_text(mode: str) -> str:
@@ -170,3 +175,145 @@ def validated_file(
         yield from _fix_attributes(dest, mode, user, group)
     else:
         host.noop(f"{dest} is up to date")
+
+
+@operation()
+def sshd_drop_in(dest: str, content: str, reload_command: str = "systemctl try-reload-or-restart ssh.service"):
+    """
+    Put an sshd_config drop-in in place without ever locking the operator out.
+
+    + dest: the drop-in, e.g. ``/etc/ssh/sshd_config.d/00-holistix-hardening.conf``
+    + content: wanted content
+    + reload_command: makes the running sshd read it (a no-op for an idle socket-activated sshd,
+      whose next connection reads the new file anyway)
+
+    Order: the candidate is checked with ``sshd -t`` together with the live configuration, the
+    previous file is kept as ``<dest>.previous``, the candidate is swapped in, sshd reloads,
+    and a *new* SSH login with this run's credentials must succeed (and ``sudo -n``). If the
+    check or the login fails, the previous file is put back and sshd reloaded: the run fails,
+    the operator keeps access.
+
+    **Example:**
+
+    .. code:: python
+
+        sshd_drop_in(
+            name="Ensure the SSH hardening drop-in is in place",
+            dest="/etc/ssh/sshd_config.d/00-holistix-hardening.conf",
+            content=render("base/sshd-hardening.conf.j2", ...),
+        )
+    """
+    data = content.encode()
+    if host.get_fact(Sha1File, path=dest) == hashlib.sha1(data).hexdigest():
+        if _attributes_differ(host.get_fact(File, path=dest), "0600", "root", "root"):
+            yield from _fix_attributes(dest, "0600", "root", "root")
+        else:
+            host.noop(f"{dest} is up to date")
+        return
+    candidate, previous, check_main = f"{dest}.candidate", f"{dest}.previous", f"{dest}.check"
+    q_dest, q_candidate, q_previous, q_check = map(shlex.quote, (dest, candidate, previous, check_main))
+    restore = (
+        f"if [ -e {q_previous} ]; then cp -p {q_previous} {q_dest}; else rm -f {q_dest}; fi"
+        f" && sshd -t && {reload_command}"
+    )
+    yield FileUploadCommand(BytesIO(data), candidate, remote_temp_filename=host.get_temp_filename(candidate))
+    yield from _fix_attributes(candidate, "0600", "root", "root")
+    # sshd keeps the first value it reads: a main file that includes the candidate first and then
+    # the live configuration is exactly what sshd will see after the swap
+    yield StringCommand(
+        f"printf 'Include %s\\nInclude /etc/ssh/sshd_config\\n' {q_candidate} > {q_check}"
+        f" && {{ sshd -t -f {q_check}; checked=$?; rm -f {q_check}; test $checked = 0; }}"
+        f" || {{ rm -f {q_candidate}; echo 'sshd -t rejected the new SSH configuration; nothing changed' >&2; exit 1; }}"
+    )
+    yield StringCommand(f"if [ -e {q_dest} ]; then cp -p {q_dest} {q_previous}; else rm -f {q_previous}; fi")
+    yield StringCommand(f"mv {q_candidate} {q_dest} && {reload_command}")
+    yield prove_fresh_login("the new SSH configuration", [restore])
+
+
+def _ufw_delete(rule: str) -> str:
+    # "ufw allow 80/tcp comment 'x'" -> "ufw delete allow 80/tcp" (ufw matches without the comment)
+    return "ufw delete " + rule.removeprefix("ufw ").split(" comment '")[0]
+
+
+@operation()
+def ufw_firewall(rules: list[str], defaults: dict[str, str]):
+    """
+    Make ufw enforce exactly ``rules`` with ``defaults``, without locking the operator out.
+
+    + rules: ufw commands in the form ``ufw show added`` prints them (so they compare equal),
+      e.g. ``ufw limit 22/tcp comment 'ssh'``; rules not listed are deleted
+    + defaults: policy per direction, e.g. ``{"incoming": "deny", "outgoing": "allow", "routed": "deny"}``
+
+    Rules are added before ufw is enabled; after any change a new SSH login must succeed, or
+    ufw is disabled again and the operation fails.
+
+    **Example:**
+
+    .. code:: python
+
+        ufw_firewall(
+            name="Ensure ufw allows only the platform's ports",
+            rules=["ufw limit 22/tcp comment 'ssh'", "ufw allow 443/tcp comment 'https'"],
+            defaults={"incoming": "deny", "outgoing": "allow", "routed": "deny"},
+        )
+    """
+    current = host.get_fact(Ufw) or {"active": False, "defaults": {}, "rules": []}
+    commands = [
+        f"ufw default {policy} {direction}"
+        for direction, policy in defaults.items()
+        if current["defaults"].get(direction) != policy
+    ]
+    commands += [rule for rule in rules if rule not in current["rules"]]
+    commands += [_ufw_delete(rule) for rule in current["rules"] if rule not in rules]
+    if not current["active"]:
+        commands.append("ufw --force enable")
+    if not commands:
+        host.noop("ufw is active with exactly the wanted rules")
+        return
+    for command in commands:
+        yield StringCommand(command)
+    yield prove_fresh_login("the firewall change", ["ufw --force disable"])
+
+
+@operation()
+def ufw_rules_block(path: str, block: str, marker: str):
+    """
+    Keep a block of raw iptables-restore rules in one of ufw's rules files (after.rules).
+
+    + path: the rules file, e.g. ``/etc/ufw/after.rules``
+    + block: the rules, a complete ``*filter ... COMMIT`` section
+    + marker: text of the begin/end comment lines that delimit the block
+
+    The new file is checked with ``iptables-restore --test`` before it replaces the live one;
+    ufw reloads only when it is active.
+
+    **Example:**
+
+    .. code:: python
+
+        ufw_rules_block(
+            name="Ensure Docker-published ports obey the firewall",
+            path="/etc/ufw/after.rules",
+            block=render("firewall/docker-user.rules.j2", ...),
+            marker="HOLISTIX DOCKER-USER",
+        )
+    """
+    begin, end = f"# BEGIN {marker}", f"# END {marker}"
+    wanted = [begin, *block.rstrip("\n").splitlines(), end]
+    lines = host.get_fact(FileContents, path=path)
+    if lines is None:
+        raise OperationError(f"{path} does not exist (is ufw installed?)")
+    if begin in lines and end in lines and lines[lines.index(begin) : lines.index(end) + 1] == wanted:
+        host.noop(f"{path} holds the {marker} block")
+        return
+    outside = lines[: lines.index(begin)] + lines[lines.index(end) + 1 :] if begin in lines and end in lines else lines
+    content = "\n".join([*outside, *wanted]) + "\n"
+    candidate = f"{path}.candidate"
+    yield from validated_file._inner(
+        dest=path,
+        content=content,
+        candidate=candidate,
+        validate="iptables-restore --test --noflush {path}",
+        mode="0640",
+    )
+    yield StringCommand("if ufw status | grep -q '^Status: active'; then ufw reload; fi")

@@ -14,7 +14,7 @@ import difflib
 import ipaddress
 import re
 import struct
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pyinfra.api.exceptions import PyinfraError
@@ -22,7 +22,7 @@ from pyinfra.api.exceptions import PyinfraError
 from holistix_deploy.secrets import OPERATOR_SECRETS, OperatorSecretError, read_operator_secrets
 
 # Module names a setting can belong to; "core" is read by several modules.
-MODULES = ("core", "base", "platform")
+MODULES = ("core", "base", "firewall", "platform")
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -162,6 +162,69 @@ def _check_public_key(line: str) -> str:
 
 PublicKey = Annotated[str, Field(min_length=1)]
 
+# sshd keywords base owns; an operator's ssh_extra_options may not weaken them.
+SSHD_MANAGED_KEYWORDS = frozenset(
+    k.lower()
+    for k in [
+        "PasswordAuthentication",
+        "KbdInteractiveAuthentication",
+        "PermitRootLogin",
+        "PubkeyAuthentication",
+        "AuthenticationMethods",
+        "MaxAuthTries",
+        "LoginGraceTime",
+        "X11Forwarding",
+        "AllowAgentForwarding",
+        "AllowTcpForwarding",
+        "PermitTunnel",
+        "PermitUserEnvironment",
+        "KexAlgorithms",
+        "Ciphers",
+        "MACs",
+        "HostKeyAlgorithms",
+        "HostKey",
+        "Port",
+        "ListenAddress",
+        "PermitEmptyPasswords",
+        "UsePAM",
+        "Include",
+    ]
+)
+_COMMENT = re.compile(r"^[A-Za-z0-9 ._:/+-]{1,60}$")
+_PORTS = re.compile(r"^(\d{1,5})(?::(\d{1,5}))?$")
+_SIZE = re.compile(r"^[1-9]\d*[KMG]$")
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class FirewallRule(BaseModel):
+    """One extra opening in the firewall, beyond what the modules open themselves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ports: str = Field(description="a port (8443) or an inclusive range (49100:49103)")
+    protocol: Literal["tcp", "udp"]
+    source: ipaddress.IPv4Network | ipaddress.IPv6Network | Literal["any"] = "any"
+    target: Literal["host", "containers"] = Field(
+        "host", description="host: a service of the host; containers: a port Docker publishes"
+    )
+    comment: str = Field(description="why it is open; letters, digits, space and ._:/+- only")
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _ports_are_a_port_or_range(cls, value):
+        match = _PORTS.match(str(value))
+        first, last = (int(match[1]), int(match[2] or match[1])) if match else (0, 0)
+        if not match or not 1 <= first <= last <= 65535:
+            raise ValueError("must be a port 1-65535 or a range like 49100:49103")
+        return str(value)
+
+    @field_validator("comment")
+    @classmethod
+    def _comment_is_plain(cls, value: str) -> str:
+        if not _COMMENT.match(value):
+            raise ValueError("comment must be 1-60 letters, digits, spaces or ._:/+- (it is passed to ufw)")
+        return value
+
 
 class Settings(BaseModel):
     """Validated, frozen settings of one host."""
@@ -221,6 +284,71 @@ class Settings(BaseModel):
         module="base",
         ge=0,
         description="How old the apt package lists may be before a run refreshes them.",
+    )
+
+    ssh_extra_options: dict[str, str] = _setting(
+        {},
+        module="base",
+        description="Extra sshd_config directives (e.g. {'AllowGroups': 'sudo'}), written after the "
+        "hardening; the hardened keywords themselves cannot be overridden.",
+    )
+    unattended_upgrades_reboot: bool = _setting(
+        False,
+        module="base",
+        description="Let unattended-upgrades reboot the host when an update needs it (at "
+        "unattended_upgrades_reboot_time); off by default so reboots stay planned.",
+    )
+    unattended_upgrades_reboot_time: str = _setting(
+        "04:00",
+        module="base",
+        description="Host-time HH:MM of automatic reboots, when unattended_upgrades_reboot is on.",
+    )
+    journald_max_use: str = _setting(
+        "1G",
+        module="base",
+        description="Cap of the persistent journal on disk (journald SystemMaxUse, e.g. 500M, 2G).",
+    )
+    time_servers: list[str] = _setting(
+        [],
+        module="base",
+        description="NTP servers for systemd-timesyncd; empty keeps the distribution's pool.",
+    )
+    fail2ban_sshd_maxretry: int = _setting(
+        5,
+        module="base",
+        ge=2,
+        le=20,
+        description="Failed SSH logins from one address within 10 minutes before fail2ban bans it for an hour.",
+    )
+    fail2ban_ignore_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = _setting(
+        [],
+        module="base",
+        description="Addresses fail2ban never bans (your office or bastion), as networks like 198.51.100.7/32.",
+    )
+    sysctl_overrides: dict[str, str] = _setting(
+        {},
+        module="base",
+        description="Kernel parameters that replace or add to base's hardening set, e.g. {'net.ipv6.conf.all.accept_ra': '2'}.",
+    )
+
+    # -- firewall ------------------------------------------------------------------------------
+    dns_served_publicly: bool = _setting(
+        False,
+        module="firewall",
+        description="This host is the domain's public DNS server (CoreDNS authoritative, NS records "
+        "delegated to it): opens 53/tcp and 53/udp to everyone.",
+    )
+    firewall_extra_rules: list[FirewallRule] = _setting(
+        [],
+        module="firewall",
+        description="Further openings: {'ports': '8443', 'protocol': 'tcp', 'source': 'any' or a network, "
+        "'target': 'host' or 'containers' (a port Docker publishes), 'comment': 'why'}.",
+    )
+    docker_bridge_cidr: ipaddress.IPv4Interface = _setting(
+        ipaddress.IPv4Interface("172.17.0.1/16"),
+        module="platform",
+        description="Address/prefix of Docker's default bridge (docker0): gateways reach the host's DNS, "
+        "build server and HTTPS there.",
     )
 
     # -- platform: the environment's port plan and pool (read by ganymede and gateway_pool) --
@@ -324,6 +452,55 @@ class Settings(BaseModel):
         if bad:
             raise ValueError(f"{bad[0]!r} is not a package name (lower case, digits, + . -; no versions)")
         return packages
+
+    @field_validator("ssh_extra_options")
+    @classmethod
+    def _extra_sshd_options_do_not_weaken(cls, options: dict[str, str]) -> dict[str, str]:
+        for keyword, value in options.items():
+            if not re.match(r"^[A-Za-z]+$", keyword):
+                raise ValueError(f"{keyword!r} is not an sshd_config keyword")
+            if keyword.lower() in SSHD_MANAGED_KEYWORDS:
+                raise ValueError(f"{keyword} is set by base's SSH hardening and cannot be overridden here")
+            if "\n" in value or not value.strip():
+                raise ValueError(f"{keyword}: the value must be one non-empty line")
+        return options
+
+    @field_validator("unattended_upgrades_reboot_time")
+    @classmethod
+    def _time_is_a_clock_time(cls, value: str) -> str:
+        if not _CLOCK.match(value):
+            raise ValueError("must be a 24-hour time HH:MM, like 04:00")
+        return value
+
+    @field_validator("journald_max_use")
+    @classmethod
+    def _size_has_a_unit(cls, value: str) -> str:
+        if not _SIZE.match(value):
+            raise ValueError("must be a size with a unit K, M or G, like 500M")
+        return value
+
+    @field_validator("time_servers")
+    @classmethod
+    def _servers_are_names_or_addresses(cls, servers: list[str]) -> list[str]:
+        for server in servers:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError:
+                try:
+                    _check_dns_name(server)
+                except ValueError as error:
+                    raise ValueError(f"{server!r} is neither an IP address nor a DNS name ({error})") from None
+        return servers
+
+    @field_validator("sysctl_overrides")
+    @classmethod
+    def _sysctl_keys_look_like_keys(cls, overrides: dict[str, str]) -> dict[str, str]:
+        for key, value in overrides.items():
+            if not re.match(r"^[a-z0-9_]+(\.[a-z0-9_*-]+)+$", key):
+                raise ValueError(f"{key!r} is not a kernel parameter name like net.ipv4.tcp_syncookies")
+            if not re.match(r"^[\w .:-]+$", str(value)):
+                raise ValueError(f"{key}: value {value!r} has characters sysctl.d files cannot hold")
+        return overrides
 
     @model_validator(mode="after")
     def _ports_do_not_clash(self) -> Settings:

@@ -42,6 +42,12 @@ local = (
         "domain": "staging.holistix.test",
         "environment": "staging",
         "admin_email": "ops@staging.holistix.test",
+        # like production: the staging host is the zone's public DNS server
+        "dns_served_publicly": True,
+        # one published container port made public on purpose (the e2e checks that only it is)
+        "firewall_extra_rules": [
+            {"ports": "18081", "protocol": "tcp", "target": "containers", "comment": "staging: public container port"}
+        ],
         "deploy_authorized_keys": [_operator_key.with_suffix(".pub").read_text().strip()]
         if _operator_key.with_suffix(".pub").exists()
         else [],

@@ -52,7 +52,7 @@ def test_group_data_all_holds_exactly_the_schema_defaults():
     values = {k: v for k, v in namespace.items() if not k.startswith("__")}
     from holistix_deploy.settings import Settings
 
-    defaults = {k: f.default for k, f in Settings.model_fields.items() if not f.is_required()}
+    defaults = {k: docs.plain_default(f) for k, f in Settings.model_fields.items() if not f.is_required()}
     assert values == defaults
 
 

@@ -1,0 +1,105 @@
+"""Facts pyinfra lacks. Each runs one read-only command and exits 0."""
+
+from __future__ import annotations
+
+import re
+
+from pyinfra.api import FactBase
+
+
+class OpenSsh(FactBase):
+    """
+    The installed OpenSSH: version and the algorithms it supports (``ssh -Q``), so that
+    hardened lists only name what this build knows (sshd refuses unknown names).
+
+    .. code:: python
+
+        {"version": (9, 6), "kex": [...], "ciphers": [...], "macs": [...]}
+    """
+
+    def command(self) -> str:
+        return "ssh -V 2>&1; echo ---; ssh -Q kex; echo ---; ssh -Q cipher; echo ---; ssh -Q mac"
+
+    def requires_command(self) -> str:
+        return "ssh"
+
+    def process(self, output):
+        sections, current = [[]], 0
+        for line in output:
+            if line.strip() == "---":
+                sections.append([])
+                current += 1
+            else:
+                sections[current].append(line.strip())
+        match = re.search(r"OpenSSH_(\d+)\.(\d+)", " ".join(sections[0]))
+        if not match or len(sections) != 4:
+            return None
+        return {
+            "version": (int(match[1]), int(match[2])),
+            "kex": sections[1],
+            "ciphers": sections[2],
+            "macs": sections[3],
+        }
+
+
+class SshHostKeyBits(FactBase):
+    """Size in bits of an SSH host key (from its .pub), or None when the key is absent."""
+
+    def command(self, path: str) -> str:
+        return f"test -f {path}.pub && ssh-keygen -lf {path}.pub || true"
+
+    def process(self, output):
+        text = " ".join(output).strip()
+        return int(text.split()[0]) if text and text.split()[0].isdigit() else None
+
+
+class WeakModuli(FactBase):
+    """Number of Diffie-Hellman group-exchange moduli under 3071 bits in /etc/ssh/moduli."""
+
+    def command(self) -> str:
+        return "test -f /etc/ssh/moduli && awk '!/^#/ && NF && $5 < 3071' /etc/ssh/moduli | wc -l || echo 0"
+
+    def process(self, output):
+        return int(output[0].strip()) if output else 0
+
+
+class Ufw(FactBase):
+    """
+    ufw's state, its default policies (from /etc/default/ufw: ``ufw status`` says "disabled
+    (routed)" whenever IP forwarding is off, whatever the policy) and the user rules as ufw
+    prints them (``ufw show added``).
+
+    .. code:: python
+
+        {"active": True, "defaults": {"incoming": "deny", "outgoing": "allow", "routed": "deny"},
+         "rules": ["ufw limit 22/tcp comment 'ssh'", ...]}
+    """
+
+    def command(self) -> str:
+        return "ufw status verbose; echo ---; ufw show added; echo ---; grep '^DEFAULT_.*_POLICY=' /etc/default/ufw"
+
+    def requires_command(self) -> str:
+        return "ufw"
+
+    def process(self, output):
+        status, _, rest = "\n".join(output).partition("\n---\n")
+        added, _, policies = rest.partition("\n---\n")
+        directions = {"INPUT": "incoming", "OUTPUT": "outgoing", "FORWARD": "routed"}
+        verdicts = {"DROP": "deny", "ACCEPT": "allow", "REJECT": "reject"}
+        defaults = {}
+        for match in re.finditer(r'^DEFAULT_(INPUT|OUTPUT|FORWARD)_POLICY="?(\w+)"?', policies, re.M):
+            defaults[directions[match[1]]] = verdicts.get(match[2], match[2].lower())
+        rules = [line.strip() for line in added.splitlines() if line.startswith("ufw ")]
+        return {"active": "Status: active" in status, "defaults": defaults, "rules": rules}
+
+
+class ContainerVirtualization(FactBase):
+    """The container technology the host runs in ("systemd-nspawn", "lxc", ...), or None on a VM
+    or bare metal. Some units (systemd-timesyncd) refuse to start inside containers."""
+
+    def command(self) -> str:
+        return "systemd-detect-virt --container || true"
+
+    def process(self, output):
+        value = output[0].strip() if output else "none"
+        return None if value in ("", "none") else value
