@@ -11,10 +11,11 @@ from pyinfra import logger
 from pyinfra.api import FunctionCommand, StringCommand
 from pyinfra.connectors.ssh import SSHConnector
 
-# sshd re-executes itself on reload and refuses connections for a moment, so a refused
-# connection is tried again after these pauses. A refused *login* is final at once: retrying
-# it would only feed fail2ban and ufw's rate limit (6 new connections in 30 s).
-RETRY_PAUSES_SECONDS = (1, 2, 4)
+# One retry, a little later, when the TCP connection itself was refused. More would not help:
+# each attempt counts against ufw's SSH rate limit (6 new connections in 30 s), and a refused
+# *login* is final at once (retrying it would only feed fail2ban). The operation that changed
+# sshd waits on the host until sshd greets again before this runs.
+RETRY_PAUSES_SECONDS = (2,)
 
 
 def _fresh_login_error(state, host) -> str | None:

@@ -177,8 +177,18 @@ def validated_file(
         host.noop(f"{dest} is up to date")
 
 
+# After a reload sshd re-executes itself and refuses connections for a moment. Wait on the host
+# (over loopback, which neither ufw's rate limit nor fail2ban counts) until it greets again, so
+# the fresh-login proof needs one attempt from outside, not a burst of retries.
+SSHD_RELOAD = (
+    "systemctl try-reload-or-restart ssh.service && sleep 0.5"
+    " && for attempt in $(seq 40); do timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22 && head -c 4 <&3'"
+    " 2>/dev/null | grep -q SSH- && break; sleep 0.25; done"
+)
+
+
 @operation()
-def sshd_drop_in(dest: str, content: str, reload_command: str = "systemctl try-reload-or-restart ssh.service"):
+def sshd_drop_in(dest: str, content: str, reload_command: str = SSHD_RELOAD):
     """
     Put an sshd_config drop-in in place without ever locking the operator out.
 

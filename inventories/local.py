@@ -44,6 +44,8 @@ local = (
         "admin_email": "ops@staging.holistix.test",
         # like production: the staging host is the zone's public DNS server
         "dns_served_publicly": True,
+        # bans sooner than production, so the e2e proves a ban with few attempts
+        "fail2ban_sshd_maxretry": 3,
         # one published container port made public on purpose (the e2e checks that only it is)
         "firewall_extra_rules": [
             {"ports": "18081", "protocol": "tcp", "target": "containers", "comment": "staging: public container port"}

@@ -50,24 +50,69 @@ class StagingHost:
         """Run a command inside the host without SSH (as root): for reading what tests check."""
         return self.harness("exec", self.name, *command).stdout
 
-    def pyinfra(self, *args: str, deploy: str = "deploys/all.py", as_root: bool = False) -> PyinfraRun:
-        command = [
-            sys.executable,
-            "-m",
-            "pyinfra",
-            "-y",
-            "--json",
-            "inventories/local.py",
-            deploy,
-            "--limit",
-            self.name,
-            *args,
-        ]
+    def pyinfra(
+        self, *args: str, deploy: str = "deploys/all.py", as_root: bool = False, from_probe: int | None = None
+    ) -> PyinfraRun:
+        """Run pyinfra on this host; from_probe=N runs it from the probe address $NET.N, like an
+        operator on another machine (each source address has its own SSH rate-limit budget)."""
+        command = [sys.executable, "-m", "pyinfra", "-y", "--json", "inventories/local.py", deploy]
+        command += ["--limit", self.name, *args]
+        if from_probe is not None:
+            command = [str(STAGING_HOST), "probe", "--addr", str(from_probe), "--", *command]
         if as_root:
             command += ["--user", "root", "--key", self.env["STAGING_PROVIDER_KEY"]]
         env = {**os.environ, **self.operator_secrets}
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
         return PyinfraRun(done.returncode, done.stdout, done.stderr)
+
+    def settings(self):
+        """The validated settings the inventory gives this host."""
+        from holistix_deploy.settings import validate_data
+
+        listing = subprocess.run(
+            [sys.executable, "-m", "pyinfra", "inventories/local.py", "debug-inventory", "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        data = next(h["data"] for h in json.loads(listing.stdout) if h["name"] == self.name)
+        return validate_data(data, environ={}, host_name=self.name)
+
+    def probe(self, *command: str, addr: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
+        """Run a command on a bare machine on the bridge ($NET.addr): the outside world."""
+        return subprocess.run(
+            [str(STAGING_HOST), "probe", "--addr", str(addr), "--", *command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def ssh_from_probe(self, user: str, key: str, *command: str, addr: int = 2) -> subprocess.CompletedProcess:
+        """One login attempt with exactly one key, from the probe's own address (no shared
+        connection, no other keys: each extra key offered would count as a failure)."""
+        return self.probe(
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-o",
+            f"UserKnownHostsFile={self.env['STAGING_KNOWN_HOSTS']}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+            key,
+            "-v",
+            f"{user}@{self.address}",
+            *command,
+            addr=addr,
+            timeout=60,
+        )
 
     def host_suites(self) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -49,12 +49,16 @@ def this_machine() -> dict:
     netns = sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else []
     return {
         "routes": [r for r in routes if " dev hx" not in r or BRIDGE in r],
-        "links": sorted(n for n in link_names if not n.startswith("hx") or n.startswith(("hxv-hxt-", BRIDGE))),
+        "links": sorted(
+            n
+            for n in link_names
+            if not n.startswith("hx") or n.startswith(("hxv-hxt-", BRIDGE)) or n.endswith(BRIDGE[:8])
+        ),
         "ip_forward": read("/proc/sys/net/ipv4/ip_forward"),
         "netfilter_tables": read("/proc/net/ip_tables_names"),
         "resolv.conf": read("/etc/resolv.conf"),
         "nsswitch.conf": read("/etc/nsswitch.conf"),
-        "netns": [n for n in netns if not n.startswith("hx-") or n.startswith("hx-hxt-")],
+        "netns": [n for n in netns if not n.startswith(("hx-", "hxp-")) or n.startswith(("hx-hxt-", f"hxp-{BRIDGE}-"))],
     }
 
 
@@ -92,6 +96,20 @@ def test_hosts_reach_each_other_but_not_the_outside(two_hosts):
     reach_b = harness("exec", "hxt-a", "bash", "-c", f"exec 3<>/dev/tcp/{addresses['hxt-b']}/22", check=False)
     assert reach_b.returncode == 0
     assert harness("exec", "hxt-a", "ip", "route", "show", "default").stdout.strip() == ""
+
+
+def test_probe_is_an_outside_machine_on_the_bridge(two_hosts):
+    addresses, _, _ = two_hosts
+    probe = harness(
+        "probe",
+        "--addr",
+        "3",
+        "--",
+        "bash",
+        "-c",
+        f"ip -4 -br addr show dev eth0; exec 3<>/dev/tcp/{addresses['hxt-a']}/22",
+    )
+    assert f"{NET}.3/24" in probe.stdout
 
 
 def test_apt_works_through_the_proxy_on_the_bridge(two_hosts):
