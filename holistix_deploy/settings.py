@@ -188,6 +188,7 @@ SSHD_MANAGED_KEYWORDS = frozenset(
         "PermitEmptyPasswords",
         "UsePAM",
         "Include",
+        "Match",
     ]
 )
 _COMMENT = re.compile(r"^[A-Za-z0-9 ._:/+-]{1,60}$")
@@ -585,20 +586,42 @@ def _unknown_key_problem(key: str, value: Any) -> str:
     return f"{key} = {shown}: unknown setting{hint} (the README's Settings table lists every key)"
 
 
+def _value_at(value: Any, path: list[str]) -> Any:
+    """The offending value inside a list or dict setting, as far as the error's path leads."""
+    for part in path:
+        try:
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            break
+    return value
+
+
+def _is_type_tag(part: str) -> bool:
+    # pydantic names each branch of a union (e.g. "lax-or-strict[...]") in the error location
+    return any(mark in part for mark in "[(") or part in ("str", "int", "literal['any']")
+
+
 def _format_errors(error: ValidationError, data: dict[str, Any]) -> list[str]:
-    problems = []
+    problems: dict[str, list[str]] = {}
     for item in error.errors():
-        location = [str(part) for part in item["loc"]]
+        location = [str(part) for part in item["loc"] if not _is_type_tag(str(part))]
         key = location[0] if location else ""
+        path = key + "".join(f"[{part}]" for part in location[1:])
         message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "missing":
-            problems.append(f"{key}: required setting is missing ({Settings.model_fields[key].description})")
+        if item["type"] == "missing" and len(location) == 1:
+            line = f"{key}: required setting is missing ({Settings.model_fields[key].description})"
+        elif item["type"] == "missing":
+            line = f"{path}: {message}"
         elif not key:  # model-level rule (message starts with the key it names)
-            problems.append(message)
+            line = message
         else:
-            path = key + "".join(f"[{part}]" for part in location[1:])
-            problems.append(f"{path} = {_describe(data.get(key))}: {message}")
-    return problems
+            line = f"{path} = {_describe(_value_at(data.get(key), location[1:]))}: {message}"
+        head, _, rule = line.rpartition(": ") if key and item["type"] != "missing" else (line, "", "")
+        # one line per offending value: a union's branches become "rule A, or rule B"
+        problems.setdefault(head if rule else line, [])
+        if rule and rule not in problems[head]:
+            problems[head].append(rule)
+    return [f"{head}: {', or '.join(rules)}" if rules else head for head, rules in problems.items()]
 
 
 def validate_data(data: dict[str, Any], environ: dict[str, str] | None = None, host_name: str = "?") -> Settings:

@@ -183,3 +183,48 @@ def test_every_setting_has_a_description_and_a_module():
     for key, field in Settings.model_fields.items():
         assert field.description and len(field.description) > 20, key
         assert field.json_schema_extra["module"], key
+
+
+# -- base hardening and firewall settings -------------------------------------------------------
+
+MORE_BAD_VALUES = [
+    ("ssh_extra_options", {"PasswordAuthentication": "yes"}, "set by base's SSH hardening"),
+    ("ssh_extra_options", {"Match": "User alice"}, "set by base's SSH hardening"),
+    ("ssh_extra_options", {"AllowGroups": "sudo\nPermitRootLogin yes"}, "one non-empty line"),
+    ("ssh_extra_options", {"Allow Groups": "sudo"}, "not an sshd_config keyword"),
+    ("unattended_upgrades_reboot_time", "4am", "24-hour time"),
+    ("journald_max_use", "1 GB", "size with a unit"),
+    ("time_servers", ["ntp example org"], "neither an IP address nor a DNS name"),
+    ("sysctl_overrides", {"kernel sysrq": "1"}, "not a kernel parameter name"),
+    ("fail2ban_sshd_maxretry", 1, "greater than or equal to 2"),
+    ("fail2ban_ignore_networks", ["198.51.100.300/32"], "valid IPv4 network"),
+    ("docker_bridge_cidr", "172.17.0.1", None),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "rule"), MORE_BAD_VALUES, ids=[f"{k}" for k, _, _ in MORE_BAD_VALUES])
+def test_bad_hardening_setting_is_refused(valid_data, key, value, rule):
+    if rule is None:  # a bridge address without a prefix is still an interface: accepted as /32
+        validate_data({**valid_data, key: value}, NO_SECRETS)
+        return
+    (problem,) = problems_for({**valid_data, key: value})
+    assert problem.startswith(key) and rule in problem, problem
+
+
+BAD_FIREWALL_RULES = [
+    ({"ports": "70000", "protocol": "tcp", "comment": "x"}, "[0][ports] = '70000'", "port 1-65535"),
+    ({"ports": "9000:8000", "protocol": "udp", "comment": "x"}, "[0][ports] = '9000:8000'", "range like"),
+    ({"ports": "8443", "protocol": "icmp", "comment": "x"}, "[0][protocol] = 'icmp'", "'tcp' or 'udp'"),
+    ({"ports": "8443", "protocol": "tcp", "comment": "it's open"}, "[0][comment]", "passed to ufw"),
+    ({"ports": "8443", "protocol": "tcp", "source": "example.com", "comment": "x"}, "[0][source", None),
+    ({"ports": "8443", "protocol": "tcp"}, "[0][comment]", "Field required"),
+    ({"ports": "8443", "protocol": "tcp", "comment": "x", "to": "any"}, "[0][to]", "Extra inputs"),
+]
+
+
+@pytest.mark.parametrize(("rule", "where", "words"), BAD_FIREWALL_RULES, ids=[w for _, w, _ in BAD_FIREWALL_RULES])
+def test_bad_firewall_rule_is_refused_naming_the_field(valid_data, rule, where, words):
+    problems = problems_for({**valid_data, "firewall_extra_rules": [rule]})
+    assert any(p.startswith(f"firewall_extra_rules{where}") for p in problems), problems
+    if words:
+        assert any(words in p for p in problems), problems

@@ -1,0 +1,88 @@
+"""Our facts parse what the commands really print (outputs recorded on Debian 12 and 13)."""
+
+from holistix_deploy.facts import ContainerVirtualization, OpenSsh, SshHostKeyBits, Ufw, WeakModuli
+
+UFW_ACTIVE = """Status: active
+Logging: on (low)
+Default: deny (incoming), allow (outgoing), disabled (routed)
+New profiles: skip
+
+To                         Action      From
+--                         ------      ----
+22/tcp                     LIMIT IN    Anywhere                   # ssh, rate limited
+---
+Added user rules (see 'ufw status' for running firewall):
+ufw limit 22/tcp comment 'ssh, rate limited'
+ufw route allow 18081/tcp comment 'staging: public container port'
+---
+DEFAULT_INPUT_POLICY="DROP"
+DEFAULT_OUTPUT_POLICY="ACCEPT"
+DEFAULT_FORWARD_POLICY="DROP"
+""".splitlines()
+
+
+def test_ufw_policies_come_from_the_defaults_file_not_the_status_line():
+    # `ufw status` says "disabled (routed)" when IP forwarding is off, whatever the policy
+    fact = Ufw().process(UFW_ACTIVE)
+    assert fact["defaults"] == {"incoming": "deny", "outgoing": "allow", "routed": "deny"}
+    assert fact["active"] is True
+    assert fact["rules"] == [
+        "ufw limit 22/tcp comment 'ssh, rate limited'",
+        "ufw route allow 18081/tcp comment 'staging: public container port'",
+    ]
+
+
+def test_fresh_ufw_is_inactive_without_rules():
+    output = [
+        "Status: inactive",
+        "---",
+        "Added user rules (see 'ufw status' for running firewall):",
+        "(None)",
+        "---",
+        'DEFAULT_INPUT_POLICY="DROP"',
+        'DEFAULT_OUTPUT_POLICY="ACCEPT"',
+        'DEFAULT_FORWARD_POLICY="DROP"',
+    ]
+    fact = Ufw().process(output)
+    assert fact == {
+        "active": False,
+        "defaults": {"incoming": "deny", "outgoing": "allow", "routed": "deny"},
+        "rules": [],
+    }
+
+
+def test_openssh_version_and_algorithms():
+    output = [
+        "OpenSSH_9.2p1 Debian-2+deb12u10, OpenSSL 3.0.19 27 Jan 2026",
+        "---",
+        "curve25519-sha256",
+        "curve25519-sha256@libssh.org",
+        "---",
+        "aes128-ctr",
+        "---",
+        "hmac-sha2-256",
+    ]
+    assert OpenSsh().process(output) == {
+        "version": (9, 2),
+        "kex": ["curve25519-sha256", "curve25519-sha256@libssh.org"],
+        "ciphers": ["aes128-ctr"],
+        "macs": ["hmac-sha2-256"],
+    }
+
+
+def test_openssh_fact_is_none_when_output_is_unexpected():
+    assert OpenSsh().process(["ssh: command not found"]) is None
+
+
+def test_host_key_bits():
+    assert SshHostKeyBits().process(["3072 SHA256:abc root@host (RSA)"]) == 3072
+    assert SshHostKeyBits().process([]) is None
+
+
+def test_weak_moduli_count():
+    assert WeakModuli().process(["12"]) == 12
+
+
+def test_container_virtualization():
+    assert ContainerVirtualization().process(["systemd-nspawn"]) == "systemd-nspawn"
+    assert ContainerVirtualization().process(["none"]) is None
