@@ -19,8 +19,12 @@ TestOperatorSecret = make_operation_tests(
 TestValidatedFile = make_operation_tests(
     "holistix_deploy", "operations.validated_file", FIXTURES / "operations.validated_file"
 )
-TestSshdDropIn = make_operation_tests("holistix_deploy", "operations.sshd_drop_in", FIXTURES / "operations.sshd_drop_in")
-TestUfwFirewall = make_operation_tests("holistix_deploy", "operations.ufw_firewall", FIXTURES / "operations.ufw_firewall")
+TestSshdDropIn = make_operation_tests(
+    "holistix_deploy", "operations.sshd_drop_in", FIXTURES / "operations.sshd_drop_in"
+)
+TestUfwFirewall = make_operation_tests(
+    "holistix_deploy", "operations.ufw_firewall", FIXTURES / "operations.ufw_firewall"
+)
 TestUfwRulesBlock = make_operation_tests(
     "holistix_deploy", "operations.ufw_rules_block", FIXTURES / "operations.ufw_rules_block"
 )
