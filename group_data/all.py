@@ -49,6 +49,21 @@ dns_served_publicly = False
 # firewall: Further openings: {'ports': '8443', 'protocol': 'tcp', 'source': 'any' or a network, 'target': 'host' or 'containers' (a port Docker publishes), 'comment': 'why'}.
 firewall_extra_rules = []
 
+# postgres: PostgreSQL max_connections; work_mem is sized from it.
+postgres_max_connections = 100
+
+# postgres: RAM (MB) the tuning formula assumes; None uses the host's total. Set it when PostgreSQL shares the host with other memory-hungry services.
+postgres_memory_mb = None
+
+# postgres: postgresql.conf keys that replace computed values or add settings, e.g. {'work_mem': '16MB'}; security keys (listen_addresses, ssl*, password_encryption, logging of connections) cannot be changed.
+postgres_overrides = {}
+
+# postgres: Connection limit of the environment's application role (ganymede_app_<env>).
+postgres_app_connection_limit = 40
+
+# postgres: A platform build's database/ directory on the machine that runs pyinfra (schema/, migrations/, procedures/): applied to ganymede_<env>, each file once. None applies nothing.
+postgres_database_dir = None
+
 # platform: Address/prefix of Docker's default bridge (docker0): gateways reach the host's DNS, build server and HTTPS there.
 docker_bridge_cidr = '172.17.0.1/16'
 

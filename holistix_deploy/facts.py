@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 from pyinfra.api import FactBase
@@ -103,3 +104,72 @@ class ContainerVirtualization(FactBase):
     def process(self, output):
         value = output[0].strip() if output else "none"
         return None if value in ("", "none") else value
+
+
+class PostgresMajorVersion(FactBase):
+    """
+    Major version of PostgreSQL on the host: of the newest installed cluster (pg_lsclusters), or
+    else the one the distribution's ``postgresql`` package would install (apt's candidate,
+    e.g. "16+257build1" on Ubuntu 24.04 -> "16"). None when neither is known.
+    """
+
+    def command(self) -> str:
+        return (
+            "pg_lsclusters --no-header 2>/dev/null | awk '{print \"installed \" $1}';"
+            " apt-cache policy postgresql 2>/dev/null | awk '/Candidate:/ {print \"candidate \" $2}'"
+        )
+
+    def process(self, output):
+        installed = sorted((line.split()[1] for line in output if line.startswith("installed ")), key=float)
+        if installed:
+            return installed[-1]
+        for line in output:
+            match = re.match(r"candidate (\d+)\+", line)
+            if match:
+                return match[1]
+        return None
+
+
+class CertificateState(FactBase):
+    """ "valid" when the certificate exists and is valid for ``seconds`` more, else "renew"."""
+
+    def command(self, path: str, seconds: int) -> str:
+        return f"openssl x509 -checkend {int(seconds)} -noout -in {path} >/dev/null 2>&1 && echo valid || echo renew"
+
+    def process(self, output):
+        return output[0].strip() if output else "renew"
+
+
+class HelperCheck(FactBase):
+    """
+    Lines a holistix helper script prints in its read-only ``check`` mode, or None when the
+    helper is not installed yet. The helpers never print secrets.
+    """
+
+    def command(self, helper: str, arguments: str) -> str:
+        return f'if [ -x {helper} ]; then {helper} check {arguments}; echo "exit $?"; else echo absent; fi'
+
+    def process(self, output):
+        lines = [line.strip() for line in output if line.strip()]
+        return None if lines == ["absent"] else lines
+
+
+class PostgresRows(FactBase):
+    """Rows of a read-only query run as the postgres OS user ("|"-separated columns), or None
+    when psql cannot answer (server, database or role not there yet)."""
+
+    def command(self, database: str, query: str) -> str:
+        # the query travels base64-encoded: no layer of shell quoting can bend it
+        encoded = base64.b64encode(query.encode()).decode()
+        # "__end__" keeps the output non-empty: pyinfra gives an empty output the fact's default
+        return (
+            f"(echo {encoded} | base64 -d | runuser -u postgres -- psql -X -A -t -q -v ON_ERROR_STOP=1 -d {database}"
+            " -f - 2>/dev/null || echo __unavailable__); echo __end__"
+        )
+
+    def requires_command(self, database: str, query: str) -> str:
+        return "psql"
+
+    def process(self, output):
+        rows = [line for line in output if line.strip() and line != "__end__"]
+        return None if rows[-1:] == ["__unavailable__"] else rows

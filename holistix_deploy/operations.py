@@ -17,7 +17,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, FileContents, Sha1File, Sha256File
 
-from holistix_deploy.facts import Ufw
+from holistix_deploy.facts import HelperCheck, PostgresRows, Ufw
 from holistix_deploy.lockout import prove_fresh_login
 
 
@@ -327,3 +327,232 @@ def ufw_rules_block(path: str, block: str, marker: str):
         mode="0640",
     )
     yield StringCommand("if ufw status | grep -q '^Status: active'; then ufw reload; fi")
+
+
+def _psql(database: str, sql: str) -> StringCommand:
+    """psql as the postgres OS user with the SQL on standard input (nothing in argv)."""
+    return StringCommand(
+        "runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d",
+        QuoteString(database),
+        _stdin=sql,
+    )
+
+
+@operation()
+def postgres_config(files: dict[str, str], restart_unit: str, check_command: str, owner: str = "postgres"):
+    """
+    Put PostgreSQL configuration files in place, checked by the server before it uses them.
+
+    + files: {path: content}, e.g. a conf.d drop-in and pg_hba.conf
+    + restart_unit: the cluster's unit (``postgresql@16-main``), restarted only when a changed
+      setting needs it (``pg_settings.pending_restart``); otherwise a reload is enough
+    + check_command: parses the whole configuration the way the server will and exits non-zero
+      on any error (``postgres -C data_directory`` with the cluster's paths)
+
+    The server reads configuration files only on reload, so the new files are written, then
+    checked by ``check_command`` and ``pg_hba_file_rules`` (the server's own parsers); on any
+    error the previous files are put back and nothing is reloaded.
+
+    **Example:**
+
+    .. code:: python
+
+        postgres_config(
+            name="Ensure PostgreSQL's configuration is in place",
+            files={"/etc/postgresql/16/main/pg_hba.conf": render("postgres/pg_hba.conf.j2", ...)},
+            restart_unit="postgresql@16-main",
+        )
+    """
+    changed = {
+        path: content
+        for path, content in files.items()
+        if host.get_fact(Sha1File, path=path) != hashlib.sha1(content.encode()).hexdigest()
+    }
+    if not changed:
+        host.noop("PostgreSQL configuration is up to date")
+        return
+    restore = " ; ".join(
+        f"if [ -e {shlex.quote(p)}.previous ]; then mv {shlex.quote(p)}.previous {shlex.quote(p)}; else rm -f {shlex.quote(p)}; fi"
+        for p in changed
+    )
+    for path, content in changed.items():
+        quoted = shlex.quote(path)
+        yield StringCommand(
+            f"if [ -e {quoted} ]; then cp -p {quoted} {quoted}.previous; else rm -f {quoted}.previous; fi"
+        )
+        yield FileUploadCommand(BytesIO(content.encode()), path, remote_temp_filename=host.get_temp_filename(path))
+        yield from _fix_attributes(path, "0640", owner, owner)
+    hba_errors = (
+        "SELECT file_name || ':' || line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL"
+    )
+    yield StringCommand(
+        f"errors=$({{ {check_command}; }} 2>&1 >/dev/null | grep -E 'FATAL|invalid|unrecognized|syntax' )"
+        f"; errors=\"$errors$(runuser -u postgres -- psql -X -A -t -q -c {shlex.quote(hba_errors)} || echo 'psql failed')\";"
+        f' if [ -n "$errors" ]; then {restore}; echo "PostgreSQL rejected the new configuration, the previous'
+        ' one stays: $errors" >&2; exit 1; fi'
+    )
+    for path in changed:
+        yield StringCommand("rm -f", QuoteString(f"{path}.previous"))
+    pending = "SELECT count(*) FROM pg_settings WHERE pending_restart"
+    yield StringCommand(
+        "runuser -u postgres -- psql -X -A -t -q -c 'SELECT pg_reload_conf()' >/dev/null && sleep 1"
+        f' && if [ "$(runuser -u postgres -- psql -X -A -t -q -c {shlex.quote(pending)})" != 0 ];'
+        f" then systemctl restart {shlex.quote(restart_unit)}; fi"
+    )
+
+
+ROLE_ATTRIBUTES = "rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolconnlimit"
+
+
+@operation()
+def postgres_login_role(role: str, connection_limit: int):
+    """
+    A role that can log in and do nothing else: not superuser, createdb, createrole,
+    replication or bypassrls; with a connection limit. Attributes that drifted are reset
+    (pyinfra's postgres.role only ever adds attributes).
+
+    **Example:**
+
+    .. code:: python
+
+        postgres_login_role(name="Ensure the app role exists", role="ganymede_app_prod", connection_limit=40)
+    """
+    rows = host.get_fact(
+        PostgresRows, database="postgres", query=f"SELECT {ROLE_ATTRIBUTES} FROM pg_roles WHERE rolname = '{role}'"
+    )
+    wanted = f"t|f|f|f|f|f|{connection_limit}"
+    attributes = (
+        f"LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT "
+        f"CONNECTION LIMIT {int(connection_limit)}"
+    )
+    if not rows:
+        yield _psql("postgres", f'CREATE ROLE "{role}" {attributes};\n')
+    elif rows[0] != wanted:
+        yield _psql("postgres", f'ALTER ROLE "{role}" {attributes};\n')
+    else:
+        host.noop(f"role {role} can log in and nothing more")
+
+
+ROLE_PASSWORD_HELPER = "/usr/local/lib/holistix/pg-role-password"
+
+
+@operation()
+def postgres_role_password(role: str, password_file: str):
+    """
+    Keep a role's SCRAM password equal to a password file on the host, without the password
+    ever leaving the host or appearing in a command line (see files/postgres/role_password.py).
+
+    **Example:**
+
+    .. code:: python
+
+        postgres_role_password(
+            name="Ensure the app role's password is the generated one",
+            role="ganymede_app_prod",
+            password_file="/etc/holistix/prod/database_password",
+        )
+    """
+    state = host.get_fact(HelperCheck, helper=ROLE_PASSWORD_HELPER, arguments=f"{role} {shlex.quote(password_file)}")
+    if state and state[0] == "match":
+        host.noop(f"role {role} has the password of {password_file}")
+        return
+    yield StringCommand(ROLE_PASSWORD_HELPER, "apply", role, QuoteString(password_file))
+
+
+def app_grant_problems_query(role: str) -> str:
+    """What the application role lacks or has too much of, one row per problem."""
+    return (
+        f"SELECT 'connect' WHERE NOT has_database_privilege('{role}', current_database(), 'CONNECT') "
+        "UNION ALL SELECT 'public-connect' FROM pg_database WHERE datname = current_database() "
+        "AND (datacl IS NULL OR array_to_string(datacl, ',') ~ '(^|,)=[A-Za-z]*c') "
+        f"UNION ALL SELECT 'schema-usage' WHERE NOT has_schema_privilege('{role}', 'public', 'USAGE') "
+        f"UNION ALL SELECT 'schema-create' WHERE has_schema_privilege('{role}', 'public', 'CREATE') "
+        "UNION ALL SELECT 'table:' || c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace "
+        f"AND c.relkind IN ('r', 'p', 'v') AND NOT (has_table_privilege('{role}', c.oid, 'SELECT') "
+        f"AND has_table_privilege('{role}', c.oid, 'INSERT') AND has_table_privilege('{role}', c.oid, 'UPDATE') "
+        f"AND has_table_privilege('{role}', c.oid, 'DELETE')) "
+        "UNION ALL SELECT 'sequence:' || c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace "
+        f"AND c.relkind = 'S' AND NOT (has_sequence_privilege('{role}', c.oid, 'USAGE') "
+        f"AND has_sequence_privilege('{role}', c.oid, 'SELECT')) "
+        "UNION ALL SELECT 'routine:' || p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
+        f"AND NOT has_function_privilege('{role}', p.oid, 'EXECUTE') "
+        "UNION ALL SELECT 'default:' || v.t FROM (VALUES ('r'), ('S'), ('f')) AS v(t) WHERE NOT EXISTS ("
+        "SELECT 1 FROM pg_default_acl d WHERE d.defaclrole = 'postgres'::regrole "
+        "AND d.defaclnamespace = 'public'::regnamespace AND d.defaclobjtype = v.t::\"char\" "
+        f"AND array_to_string(d.defaclacl, ',') ~ '(^|,){role}=') "
+        "UNION ALL SELECT 'search_path' WHERE NOT EXISTS (SELECT 1 FROM pg_db_role_setting s "
+        f"WHERE s.setrole = '{role}'::regrole AND s.setdatabase = 0 AND 'search_path=public' = ANY(s.setconfig))"
+    )
+
+
+@operation()
+def postgres_app_grants(database: str, role: str):
+    """
+    What the platform's application role needs in its database, and nothing more: CONNECT (and
+    nobody else's), USAGE on schema public (no CREATE), CRUD on tables, USAGE/SELECT on
+    sequences, EXECUTE on functions and procedures, the same as default privileges for what
+    postgres creates later, and ``search_path`` public. Checked with has_*_privilege, granted
+    only when something is missing, so it runs again after every migration.
+
+    **Example:**
+
+    .. code:: python
+
+        postgres_app_grants(name="Ensure the app role's grants", database="ganymede_prod", role="ganymede_app_prod")
+    """
+    problems = host.get_fact(PostgresRows, database=database, query=app_grant_problems_query(role))
+    if problems == []:
+        host.noop(f"{role} has exactly the platform's privileges in {database}")
+        return
+    yield _psql(
+        database,
+        "\n".join(
+            [
+                f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC;',
+                f'GRANT CONNECT, TEMPORARY ON DATABASE "{database}" TO "{role}";',
+                "REVOKE CREATE ON SCHEMA public FROM PUBLIC;",
+                f'GRANT USAGE ON SCHEMA public TO "{role}";',
+                f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}";',
+                f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}";',
+                f'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO "{role}";',
+                f'GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA public TO "{role}";',
+                f'ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{role}";',
+                f'ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "{role}";',
+                f'ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO "{role}";',
+                f'ALTER ROLE "{role}" SET search_path TO public;',
+            ]
+        )
+        + "\n",
+    )
+
+
+MIGRATE_HELPER = "/usr/local/lib/holistix/db-migrate"
+
+
+@operation()
+def database_migrations(database: str, directory: str):
+    """
+    Apply a platform build's database/ directory (already on the host) to ``database`` with
+    the postgres module's migration helper (files/postgres/db_migrate.py): schema/ only into a
+    new database, each migration once, changed procedures again; an applied migration whose
+    content changed stops the run with the file named.
+
+    **Example:**
+
+    .. code:: python
+
+        database_migrations(
+            name="Ensure the release's migrations are applied",
+            database="ganymede_prod",
+            directory="/var/lib/holistix/prod/database",
+        )
+    """
+    state = host.get_fact(HelperCheck, helper=MIGRATE_HELPER, arguments=f"{database} {shlex.quote(directory)}")
+    if state is not None:
+        errors = [line.removeprefix("error ") for line in state if line.startswith("error ")]
+        if errors:
+            raise OperationError(f"migrations of {database} refused: " + "; ".join(errors))
+        if not any(line.startswith("pending ") for line in state):
+            host.noop(f"{database} has every file of {directory}")
+            return
+    yield StringCommand(MIGRATE_HELPER, "apply", QuoteString(database), QuoteString(directory))

@@ -22,7 +22,7 @@ from pyinfra.api.exceptions import PyinfraError
 from holistix_deploy.secrets import OPERATOR_SECRETS, OperatorSecretError, read_operator_secrets
 
 # Module names a setting can belong to; "core" is read by several modules.
-MODULES = ("core", "base", "firewall", "platform")
+MODULES = ("core", "base", "firewall", "postgres", "platform")
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -352,6 +352,40 @@ class Settings(BaseModel):
         "build server and HTTPS there.",
     )
 
+    # -- postgres -------------------------------------------------------------------------------
+    postgres_max_connections: int = _setting(
+        100,
+        module="postgres",
+        ge=20,
+        le=5000,
+        description="PostgreSQL max_connections; work_mem is sized from it.",
+    )
+    postgres_memory_mb: int | None = _setting(
+        None,
+        module="postgres",
+        ge=256,
+        description="RAM (MB) the tuning formula assumes; None uses the host's total. Set it when PostgreSQL "
+        "shares the host with other memory-hungry services.",
+    )
+    postgres_overrides: dict[str, str] = _setting(
+        {},
+        module="postgres",
+        description="postgresql.conf keys that replace computed values or add settings, e.g. {'work_mem': '16MB'}; "
+        "security keys (listen_addresses, ssl*, password_encryption, logging of connections) cannot be changed.",
+    )
+    postgres_app_connection_limit: int = _setting(
+        40,
+        module="postgres",
+        ge=1,
+        description="Connection limit of the environment's application role (ganymede_app_<env>).",
+    )
+    postgres_database_dir: str | None = _setting(
+        None,
+        module="postgres",
+        description="A platform build's database/ directory on the machine that runs pyinfra (schema/, "
+        "migrations/, procedures/): applied to ganymede_<env>, each file once. None applies nothing.",
+    )
+
     # -- platform: the environment's port plan and pool (read by ganymede and gateway_pool) --
     ganymede_port: int = _setting(
         6010,
@@ -503,6 +537,44 @@ class Settings(BaseModel):
                 raise ValueError(f"{key}: value {value!r} has characters sysctl.d files cannot hold")
         return overrides
 
+    @field_validator("postgres_overrides")
+    @classmethod
+    def _postgres_overrides_keep_security(cls, overrides: dict[str, str]) -> dict[str, str]:
+        from holistix_deploy.postgres import MANAGED_KEYS
+
+        for key, value in overrides.items():
+            if not re.match(r"^[a-z_][a-z0-9_.]*$", key):
+                raise ValueError(f"{key!r} is not a postgresql.conf parameter name")
+            if key in MANAGED_KEYS:
+                raise ValueError(f"{key} is set by the postgres module for security and cannot be overridden")
+            if "'" in str(value) or "\n" in str(value):
+                raise ValueError(f"{key}: the value may not contain quotes or line breaks")
+        return overrides
+
+    @field_validator("postgres_database_dir")
+    @classmethod
+    def _database_dir_exists_here(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parent.parent
+        path = Path(value) if Path(value).is_absolute() else root / value
+        if not path.is_dir():
+            raise ValueError("is not a directory on the machine that runs pyinfra")
+        if not any((path / part).is_dir() for part in ("schema", "migrations", "procedures")):
+            raise ValueError("has none of schema/, migrations/, procedures/: is it a platform build's database/?")
+        return str(path)
+
+    @model_validator(mode="after")
+    def _app_connections_fit(self) -> Settings:
+        if self.postgres_app_connection_limit > self.postgres_max_connections - 10:
+            raise ValueError(
+                f"postgres_app_connection_limit = {self.postgres_app_connection_limit}: must stay at least 10 under "
+                f"postgres_max_connections ({self.postgres_max_connections}), for superusers, backups and monitoring"
+            )
+        return self
+
     @model_validator(mode="after")
     def _ports_do_not_clash(self) -> Settings:
         tcp = {22: "ssh", 53: "dns", 80: "http", 443: "https", 5432: "postgresql"}
@@ -529,6 +601,10 @@ class Settings(BaseModel):
     @property
     def database_name(self) -> str:
         return f"ganymede_{self.environment.replace('-', '_')}"
+
+    @property
+    def database_role(self) -> str:
+        return f"ganymede_app_{self.environment.replace('-', '_')}"
 
     @property
     def secrets_dir(self) -> str:

@@ -44,6 +44,10 @@ local = (
         "admin_email": "ops@staging.holistix.test",
         # like production: the staging host is the zone's public DNS server
         "dns_served_publicly": True,
+        # a small VPS's memory (the container sees all of this machine's), and a stand-in for a
+        # platform build's database/ directory
+        "postgres_memory_mb": 2048,
+        "postgres_database_dir": "tests/fixtures/database",
         # bans sooner than production, so the e2e proves a ban with few attempts
         "fail2ban_sshd_maxretry": 3,
         # one published container port made public on purpose (the e2e checks that only it is)
