@@ -50,7 +50,7 @@ apt.packages(
     no_recommends=True,
 )
 
-# -- TLS certificate for loopback clients (renewed 30 days before it expires) ---------------------
+# -- TLS for loopback clients: a host-made CA and a server certificate renewed 30 days early -------
 key_file, cert_file = f"{cluster_dir}/holistix-server.key", f"{cluster_dir}/holistix-server.crt"
 generated_secret(
     name="Ensure PostgreSQL's TLS key exists",
@@ -60,13 +60,15 @@ generated_secret(
     user="postgres",
     group="postgres",
 )
+files.put(
+    name="Ensure the certificate helper /usr/local/lib/holistix/pg-certificates is installed",
+    src=str(ROOT / "files" / "postgres" / "make_certificates.sh"),
+    dest="/usr/local/lib/holistix/pg-certificates",
+    mode="0755",
+)
 certificate = server.shell(
-    name="Ensure PostgreSQL's TLS certificate is valid for 30 more days (365-day self-signed, loopback names)",
-    commands=[
-        f"openssl req -new -x509 -key {key_file} -days 365 -subj /CN=localhost"
-        " -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1'"
-        f" -out {cert_file}.new && chown postgres:postgres {cert_file}.new && mv {cert_file}.new {cert_file}"
-    ],
+    name="Ensure PostgreSQL's certificate (signed by the host's loopback CA) is valid for 30 more days",
+    commands=[f"/usr/local/lib/holistix/pg-certificates {cluster_dir}"],
     _if=lambda: host.get_fact(CertificateState, path=cert_file, seconds=30 * 86400) != "valid",
 )
 

@@ -19,6 +19,7 @@ RUNS: dict[str, list] = {}
 # each check from outside has an address of its own, so that fail2ban or ufw's rate limit,
 # provoked on purpose by one check, never blocks another
 PROBE_SCAN, PROBE_AUDIT, PROBE_ROOT, PROBE_BANNED, PROBE_LOGIN, PROBE_OPERATOR = 2, 3, 4, 5, 6, 7
+PROBE_MIGRATIONS, PROBE_RESTORE = 8, 9
 
 
 def _report(run) -> str:
@@ -203,6 +204,75 @@ def test_an_sshd_change_that_would_lock_out_is_rolled_back(staging_host):
     assert "allowusers" not in staging_host.exec("sshd", "-T")
     login = staging_host.ssh_from_probe("deploy", staging_host.env["STAGING_OPERATOR_KEY"], "true", addr=PROBE_LOGIN)
     assert login.returncode == 0, login.stderr[-2000:]
+
+
+def test_postgresql_tls_is_mozilla_intermediate_compliant(staging_host, tmp_path):
+    import shutil
+    import sys
+
+    cluster_dir = staging_host.exec("sh", "-c", "ls -d /etc/postgresql/*/main | sort -V | tail -1").strip()
+    ca = tmp_path / "postgres-ca.pem"
+    ca.write_text(staging_host.exec("cat", f"{cluster_dir}/holistix-ca.crt"))
+    sslyze = shutil.which("sslyze") or f"{sys.prefix}/bin/sslyze"
+    # PostgreSQL listens on the host's loopback only: sslyze runs in the host's network namespace
+    scan = staging_host.harness(
+        "netns",
+        staging_host.name,
+        sslyze,
+        "--starttls=postgres",
+        "--mozilla_config=intermediate",
+        f"--certinfo_ca_file={ca}",
+        "127.0.0.1:5432",
+        check=False,
+    )
+    assert scan.returncode == 0, scan.stdout[-3000:]
+    assert "OK - Compliant" in scan.stdout
+
+
+def _schema(staging_host) -> str:
+    dump = staging_host.exec("runuser", "-u", "postgres", "--", "pg_dump", "--schema-only", "ganymede_staging")
+    # recent pg_dump wraps its output in \restrict/\unrestrict lines with a random key
+    return "\n".join(line for line in dump.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
+
+
+def _database_copy(tmp_path):
+    import shutil
+
+    from .conftest import ROOT
+
+    copy = tmp_path / "database"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "database", copy)
+    return copy
+
+
+def test_a_changed_applied_migration_stops_the_run_and_names_the_file(staging_host, tmp_path):
+    database = _database_copy(tmp_path)
+    migration = database / "migrations" / "001-gateway-nginx-upstream.sql"
+    migration.write_text(migration.read_text() + "-- edited after it was applied\n")
+    run = staging_host.pyinfra(
+        "--data", f"postgres_database_dir={database}", deploy="deploys/postgres.py", from_probe=PROBE_MIGRATIONS
+    )
+    assert run.returncode != 0
+    assert "migrations/001-gateway-nginx-upstream.sql was applied with sha256" in run.stderr, _report(run)
+    assert "put the change in a new migration file" in run.stderr
+
+
+def test_a_broken_new_migration_leaves_the_schema_as_it_was(staging_host, tmp_path):
+    database = _database_copy(tmp_path)
+    (database / "migrations" / "003-half-broken.sql").write_text(
+        "ALTER TABLE gateways ADD COLUMN half_applied integer;\nSELECT no_such_column FROM gateways;\n"
+    )
+    before = _schema(staging_host)
+    run = staging_host.pyinfra(
+        "--data", f"postgres_database_dir={database}", deploy="deploys/postgres.py", from_probe=PROBE_MIGRATIONS
+    )
+    assert run.returncode != 0
+    assert "migrations/003-half-broken.sql failed and was rolled back" in run.stderr, _report(run)
+    assert _schema(staging_host) == before
+    assert "half_applied" not in before
+    # the inventory's own directory again, so that the next converge starts from it
+    restore = staging_host.pyinfra(deploy="deploys/postgres.py", from_probe=PROBE_RESTORE)
+    assert restore.returncode == 0, _report(restore)
 
 
 def test_second_converge_changes_nothing(staging_host):

@@ -228,3 +228,24 @@ def test_bad_firewall_rule_is_refused_naming_the_field(valid_data, rule, where, 
     assert any(p.startswith(f"firewall_extra_rules{where}") for p in problems), problems
     if words:
         assert any(words in p for p in problems), problems
+
+
+@pytest.mark.parametrize("environment", ["1prod", "prod_eu", "Prod", "prod eu", "pröd", ""])
+def test_environment_that_is_not_an_identifier_is_refused(valid_data, environment):
+    (problem,) = problems_for({**valid_data, "environment": environment})
+    assert problem.startswith(f"environment = {environment!r}")
+
+
+def test_postgres_security_keys_cannot_be_overridden(valid_data):
+    (problem,) = problems_for({**valid_data, "postgres_overrides": {"listen_addresses": "*"}})
+    assert "listen_addresses is set by the postgres module for security" in problem
+
+
+def test_app_connection_limit_must_leave_room_for_administration(valid_data):
+    (problem,) = problems_for({**valid_data, "postgres_max_connections": 50, "postgres_app_connection_limit": 45})
+    assert problem.startswith("postgres_app_connection_limit = 45: must stay at least 10 under")
+
+
+def test_database_dir_must_exist_on_the_control_machine(valid_data, tmp_path):
+    (problem,) = problems_for({**valid_data, "postgres_database_dir": str(tmp_path / "missing")})
+    assert "is not a directory on the machine that runs pyinfra" in problem
