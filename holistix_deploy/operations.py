@@ -382,9 +382,7 @@ def postgres_config(files: dict[str, str], restart_unit: str, check_command: str
         )
         yield FileUploadCommand(BytesIO(content.encode()), path, remote_temp_filename=host.get_temp_filename(path))
         yield from _fix_attributes(path, "0640", owner, owner)
-    hba_errors = (
-        "SELECT file_name || ':' || line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL"
-    )
+    hba_errors = "SELECT 'pg_hba.conf:' || line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL"  # no file_name before 16
     yield StringCommand(
         f"errors=$({{ {check_command}; }} 2>&1 >/dev/null | grep -E 'FATAL|invalid|unrecognized|syntax' )"
         f"; errors=\"$errors$(runuser -u postgres -- psql -X -A -t -q -c {shlex.quote(hba_errors)} || echo 'psql failed')\";"
