@@ -23,10 +23,17 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
 
 from holistix_deploy import hardening
 from holistix_deploy.facts import ContainerVirtualization, OpenSsh, SshHostKeyBits, WeakModuli
-from holistix_deploy.operations import generated_secret, operator_secret, sshd_drop_in, validated_file
+from holistix_deploy.operations import (
+    generated_secret,
+    operator_secret,
+    prove_ssh_access,
+    sshd_drop_in,
+    validated_file,
+)
 from holistix_deploy.secrets import GENERATED_SECRETS, read_operator_secrets
 from holistix_deploy.settings import load_settings
 from holistix_deploy.templating import render
@@ -41,7 +48,7 @@ apt.packages(
     no_recommends=True,
 )
 
-server.user(
+deploy_user = server.user(
     name=f"Ensure the deploy user {settings.deploy_user} exists with exactly the inventory's SSH keys",
     user=settings.deploy_user,
     shell="/bin/bash",
@@ -50,13 +57,19 @@ server.user(
     delete_keys=True,
 )
 
-validated_file(
+sudo_rule = validated_file(
     name=f"Ensure {settings.deploy_user} has passwordless sudo (checked by visudo)",
     dest="/etc/sudoers.d/90-holistix-deploy",
     candidate="/etc/sudoers.d/.90-holistix-deploy.candidate",
     content=render("base/sudoers-deploy.j2", deploy_user=settings.deploy_user),
     validate="visudo -cq -f {path}",
     mode="0440",
+)
+
+prove_ssh_access(
+    name=f"Ensure {settings.deploy_user} can still log in and sudo after a change to its keys or sudo rule",
+    change=f"the keys or sudo rule of {settings.deploy_user}",
+    _if=any_changed(deploy_user, sudo_rule),
 )
 
 files.directory(
@@ -95,8 +108,10 @@ RSA_HOST_KEY = "/etc/ssh/ssh_host_rsa_key"
 rsa_host_key = server.shell(
     name=f"Ensure the RSA host key has {hardening.SSH_RSA_HOST_KEY_BITS} bits",
     commands=[
-        f"rm -f {RSA_HOST_KEY} {RSA_HOST_KEY}.pub"
-        f" && ssh-keygen -q -t rsa -b {hardening.SSH_RSA_HOST_KEY_BITS} -N '' -f {RSA_HOST_KEY}"
+        # made beside the old key and swapped in: sshd never sees a missing host key
+        f"rm -f {RSA_HOST_KEY}.new {RSA_HOST_KEY}.new.pub"
+        f" && ssh-keygen -q -t rsa -b {hardening.SSH_RSA_HOST_KEY_BITS} -N '' -f {RSA_HOST_KEY}.new"
+        f" && mv {RSA_HOST_KEY}.new.pub {RSA_HOST_KEY}.pub && mv {RSA_HOST_KEY}.new {RSA_HOST_KEY}"
     ],
     _if=lambda: (host.get_fact(SshHostKeyBits, path=RSA_HOST_KEY) or 0) < hardening.SSH_RSA_HOST_KEY_BITS,
 )

@@ -73,8 +73,7 @@ certificate = server.shell(
 )
 
 # -- configuration, checked by the server before it is used ------------------------------------
-memory = host.get_fact(Memory) or {}
-memory_mb = settings.postgres_memory_mb or int(memory.get("totalMemory") or memory.get("total") or 1024)
+memory_mb = settings.postgres_memory_mb or host.get_fact(Memory) or 1024  # pyinfra's Memory: total MB
 cpus = host.get_fact(Cpus) or 1
 config = postgres_config(
     name="Ensure PostgreSQL's configuration and pg_hba.conf are in place (checked by the server)",

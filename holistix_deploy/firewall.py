@@ -8,11 +8,17 @@ from holistix_deploy.settings import FirewallRule, Settings
 DEFAULTS = {"incoming": "deny", "outgoing": "allow", "routed": "deny"}
 
 
+def _source(rule: FirewallRule) -> str:
+    # ufw prints a one-address network as the bare address (no /32, no /128)
+    network = rule.source
+    return str(network.network_address) if network.prefixlen == network.max_prefixlen else str(network)
+
+
 def _opening(rule: FirewallRule) -> str:
     verb = "ufw route allow" if rule.target == "containers" else "ufw allow"
     if rule.source == "any":
         return f"{verb} {rule.ports}/{rule.protocol} comment '{rule.comment}'"
-    return f"{verb} from {rule.source} to any port {rule.ports} proto {rule.protocol} comment '{rule.comment}'"
+    return f"{verb} from {_source(rule)} to any port {rule.ports} proto {rule.protocol} comment '{rule.comment}'"
 
 
 def ufw_rules(settings: Settings) -> list[str]:

@@ -55,6 +55,11 @@ def _prove_or_restore(state, host, change: str, restore: list[str]) -> bool:
         if not ok:
             host.log_styled(f"restore step failed: {command}: {output.stderr}", fg="red", log_func=logger.error)
             return False
+    if not restore:
+        host.log_styled(
+            f"{change}: nothing to put back; fix the inventory and run again", fg="red", log_func=logger.error
+        )
+        return False
     still_broken = _fresh_login_error(state, host)
     verdict = "restored the previous configuration" if still_broken is None else f"STILL FAILING: {still_broken}"
     host.log_styled(f"{change}: {verdict}; this run fails", fg="red", log_func=logger.error)

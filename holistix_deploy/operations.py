@@ -10,14 +10,15 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import shlex
 from io import BytesIO
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
-from pyinfra.facts.files import File, FileContents, Sha1File, Sha256File
+from pyinfra.facts.files import File, FileContents, Sha1File
 
-from holistix_deploy.facts import HelperCheck, PostgresRows, Ufw
+from holistix_deploy.facts import SECRET_DIGEST_ROUNDS, HelperCheck, PostgresRows, SecretDigest, Ufw
 from holistix_deploy.lockout import prove_fresh_login
 
 
@@ -89,6 +90,12 @@ def generated_secret(
         host.noop(f"secret {path} exists")
 
 
+def _digest_matches(digest: str, value: str) -> bool:
+    salt, _, expected = digest.partition("$")
+    actual = hashlib.pbkdf2_hmac("sha256", value.encode(), bytes.fromhex(salt), SECRET_DIGEST_ROUNDS).hex()
+    return hmac.compare_digest(actual, expected)
+
+
 @operation()
 def operator_secret(path: str, value: str, mode: str = "0600", user: str = "root", group: str = "root"):
     """
@@ -110,8 +117,10 @@ def operator_secret(path: str, value: str, mode: str = "0600", user: str = "root
     """
     # stored with one trailing newline, like the generated secrets (pyinfra's stdin adds it)
     stored = value if value.endswith("\n") else value + "\n"
-    wanted = hashlib.sha256(stored.encode()).hexdigest()
-    if host.get_fact(Sha256File, path=path) != wanted:
+    # compared through a salted, slow digest made on the host: what -vvv prints of the fact is
+    # as hard to reverse as a password hash (a plain sha256 of a weak secret is not)
+    digest = host.get_fact(SecretDigest, path=path)
+    if digest is None or not _digest_matches(digest, stored):
         temporary = f"{path}.new"
         yield StringCommand(
             "umask 077 && cat >",
@@ -236,13 +245,23 @@ def sshd_drop_in(dest: str, content: str, reload_command: str = SSHD_RELOAD):
         f" || {{ rm -f {q_candidate}; echo 'sshd -t rejected the new SSH configuration; nothing changed' >&2; exit 1; }}"
     )
     yield StringCommand(f"if [ -e {q_dest} ]; then cp -p {q_dest} {q_previous}; else rm -f {q_previous}; fi")
-    yield StringCommand(f"mv {q_candidate} {q_dest} && {reload_command}")
+    yield StringCommand(
+        f"{{ mv {q_candidate} {q_dest} && {reload_command}; }}"
+        f" || {{ {restore}; echo 'sshd did not take the new configuration; the previous one is back' >&2; exit 1; }}"
+    )
     yield prove_fresh_login("the new SSH configuration", [restore])
 
 
 def _ufw_delete(rule: str) -> str:
-    # "ufw allow 80/tcp comment 'x'" -> "ufw delete allow 80/tcp" (ufw matches without the comment)
-    return "ufw delete " + rule.removeprefix("ufw ").split(" comment '")[0]
+    # "ufw allow 80/tcp comment 'x'" -> "ufw delete allow 80/tcp" (ufw matches without the comment);
+    # "ufw route allow ..." -> "ufw route delete allow ..." (ufw refuses "delete route")
+    body = rule.removeprefix("ufw ").split(" comment '")[0]
+    if body.startswith("route "):
+        return "ufw route delete " + body.removeprefix("route ")
+    return "ufw delete " + body
+
+
+UFW_STATE_FILES = ("/etc/ufw/user.rules", "/etc/ufw/user6.rules", "/etc/default/ufw")
 
 
 @operation()
@@ -280,9 +299,14 @@ def ufw_firewall(rules: list[str], defaults: dict[str, str]):
     if not commands:
         host.noop("ufw is active with exactly the wanted rules")
         return
+    # what to go back to if the change locks SSH out: the previous rule files, and ufw as it was
+    yield StringCommand(" && ".join(f"cp -p {path} {path}.previous" for path in UFW_STATE_FILES))
+    put_back = " && ".join(f"mv {path}.previous {path}" for path in UFW_STATE_FILES)
+    restore = f"{put_back} && ufw reload" if current["active"] else f"ufw --force disable && {put_back}"
     for command in commands:
-        yield StringCommand(command)
-    yield prove_fresh_login("the firewall change", ["ufw --force disable"])
+        yield StringCommand(f"{command} || {{ {restore}; exit 1; }}")
+    yield prove_fresh_login("the firewall change", [restore])
+    yield StringCommand("rm -f " + " ".join(f"{path}.previous" for path in UFW_STATE_FILES))
 
 
 @operation()
@@ -382,21 +406,27 @@ def postgres_config(files: dict[str, str], restart_unit: str, check_command: str
         )
         yield FileUploadCommand(BytesIO(content.encode()), path, remote_temp_filename=host.get_temp_filename(path))
         yield from _fix_attributes(path, "0640", owner, owner)
-    hba_errors = "SELECT 'pg_hba.conf:' || line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL"  # no file_name before 16
+    # pg_hba_file_rules has line_number in every supported version (file_name only from 16 on)
+    hba_errors = "SELECT 'pg_hba.conf:' || line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL"
+    reason = "PostgreSQL rejected the new configuration, the previous one stays"
     yield StringCommand(
-        f"errors=$({{ {check_command}; }} 2>&1 >/dev/null | grep -E 'FATAL|invalid|unrecognized|syntax' )"
-        f"; errors=\"$errors$(runuser -u postgres -- psql -X -A -t -q -c {shlex.quote(hba_errors)} || echo 'psql failed')\";"
-        f' if [ -n "$errors" ]; then {restore}; echo "PostgreSQL rejected the new configuration, the previous'
-        ' one stays: $errors" >&2; exit 1; fi'
+        f'if ! errors=$({{ {check_command}; }} 2>&1 >/dev/null); then errors="${{errors:-configuration check failed}}";'
+        " else errors=''; fi;"
+        f" errors=\"$errors$(runuser -u postgres -- psql -X -A -t -q -c {shlex.quote(hba_errors)} || echo 'psql failed')\";"
+        f' if [ -n "$errors" ]; then {restore}; echo "{reason}: $errors" >&2; exit 1; fi'
     )
-    for path in changed:
-        yield StringCommand("rm -f", QuoteString(f"{path}.previous"))
     pending = "SELECT count(*) FROM pg_settings WHERE pending_restart"
+    unit = shlex.quote(restart_unit)
+    # a setting can parse and still keep the server from starting: then the previous files come
+    # back and the server is started with them
     yield StringCommand(
-        "runuser -u postgres -- psql -X -A -t -q -c 'SELECT pg_reload_conf()' >/dev/null && sleep 1"
+        "{ runuser -u postgres -- psql -X -A -t -q -c 'SELECT pg_reload_conf()' >/dev/null && sleep 1"
         f' && if [ "$(runuser -u postgres -- psql -X -A -t -q -c {shlex.quote(pending)})" != 0 ];'
-        f" then systemctl restart {shlex.quote(restart_unit)}; fi"
+        f" then systemctl restart {unit}; fi && pg_isready -q -t 30; }}"
+        f" || {{ {restore}; systemctl restart {unit}; echo 'PostgreSQL did not come up with the new configuration;"
+        " the previous one is back' >&2; exit 1; }"
     )
+    yield StringCommand("rm -f " + " ".join(shlex.quote(f"{path}.previous") for path in changed))
 
 
 ROLE_ATTRIBUTES = "rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolconnlimit"
@@ -550,7 +580,29 @@ def database_migrations(database: str, directory: str):
         errors = [line.removeprefix("error ") for line in state if line.startswith("error ")]
         if errors:
             raise OperationError(f"migrations of {database} refused: " + "; ".join(errors))
+        if state[-1:] != ["exit 0"]:
+            raise OperationError(f"the migration helper failed on {database}: " + " | ".join(state[-5:]))
         if not any(line.startswith("pending ") for line in state):
             host.noop(f"{database} has every file of {directory}")
             return
     yield StringCommand(MIGRATE_HELPER, "apply", QuoteString(database), QuoteString(directory))
+
+
+@operation(is_idempotent=False, idempotent_notice="Gate it with _if on the operations it proves.")
+def prove_ssh_access(change: str):
+    """
+    Prove, with a new SSH connection and ``sudo -n``, that ``change`` left the operator a way in;
+    fail the run loudly if not (for changes with nothing to put back, like a rewritten
+    authorized_keys).
+
+    **Example:**
+
+    .. code:: python
+
+        prove_ssh_access(
+            name="Ensure the deploy user can still log in and sudo",
+            change="the deploy user's keys or sudo rule",
+            _if=any_changed(user, sudoers),
+        )
+    """
+    yield prove_fresh_login(change, [])

@@ -9,7 +9,8 @@ MOZILLA_INTERMEDIATE_CIPHERS = (
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
 
-# Keys the module owns for security; postgres_overrides may not change them.
+# Keys the module owns for security; postgres_overrides may not change them, nor any ssl* key
+# (ssl_passphrase_command runs a command) or include* directive (it could pull in any file).
 MANAGED_KEYS = frozenset(
     {
         "listen_addresses",
@@ -27,6 +28,8 @@ MANAGED_KEYS = frozenset(
         "log_disconnections",
         "data_directory",
         "unix_socket_directories",
+        "config_file",
+        "external_pid_file",
     }
 )
 

@@ -97,7 +97,7 @@ def _check_dns_name(value: str) -> str:
     labels = value.split(".")
     if len(labels) < 2:
         raise ValueError("must have at least two labels, like example.com")
-    bad = [label for label in labels if not _LABEL.match(label)]
+    bad = [label for label in labels if not _LABEL.fullmatch(label)]
     if bad:
         raise ValueError(f"label {bad[0]!r} is not a DNS label (letters, digits and inner hyphens, 1-63 characters)")
     if labels[-1].isdigit():
@@ -213,16 +213,17 @@ class FirewallRule(BaseModel):
     @field_validator("ports", mode="before")
     @classmethod
     def _ports_are_a_port_or_range(cls, value):
-        match = _PORTS.match(str(value))
+        match = _PORTS.fullmatch(str(value))
         first, last = (int(match[1]), int(match[2] or match[1])) if match else (0, 0)
         if not match or not 1 <= first <= last <= 65535:
             raise ValueError("must be a port 1-65535 or a range like 49100:49103")
-        return str(value)
+        # as ufw prints it back (no leading zeros), so the rule compares equal on the next run
+        return str(first) if first == last and not match[2] else f"{first}:{last}"
 
     @field_validator("comment")
     @classmethod
     def _comment_is_plain(cls, value: str) -> str:
-        if not _COMMENT.match(value):
+        if not _COMMENT.fullmatch(value):
             raise ValueError("comment must be 1-60 letters, digits, spaces or ._:/+- (it is passed to ufw)")
         return value
 
@@ -437,7 +438,7 @@ class Settings(BaseModel):
     @field_validator("environment")
     @classmethod
     def _environment_is_a_name(cls, value: str) -> str:
-        if not _ENVIRONMENT.match(value):
+        if not _ENVIRONMENT.fullmatch(value):
             raise ValueError("must start with a lower case letter, then letters, digits or hyphens, at most 20")
         return value
 
@@ -445,7 +446,7 @@ class Settings(BaseModel):
     @classmethod
     def _email_is_an_address(cls, value: str) -> str:
         local, at, domain = value.rpartition("@")
-        if not at or not _EMAIL_LOCAL.match(local):
+        if not at or not _EMAIL_LOCAL.fullmatch(local):
             raise ValueError("must be an e-mail address like ops@example.com")
         try:
             _check_dns_name(domain)
@@ -461,7 +462,7 @@ class Settings(BaseModel):
     @field_validator("deploy_user")
     @classmethod
     def _deploy_user_is_a_person(cls, value: str) -> str:
-        if not _POSIX_USER.match(value):
+        if not _POSIX_USER.fullmatch(value):
             raise ValueError("must be a POSIX user name: lower case letter or _, then [a-z0-9_-], at most 32")
         if value in _RESERVED_USERS:
             raise ValueError("is a system or platform account; pick a name of its own, like 'deploy'")
@@ -483,7 +484,7 @@ class Settings(BaseModel):
     @field_validator("base_extra_packages")
     @classmethod
     def _packages_are_names(cls, packages: list[str]) -> list[str]:
-        bad = [name for name in packages if not _DEBIAN_PACKAGE.match(name)]
+        bad = [name for name in packages if not _DEBIAN_PACKAGE.fullmatch(name)]
         if bad:
             raise ValueError(f"{bad[0]!r} is not a package name (lower case, digits, + . -; no versions)")
         return packages
@@ -492,7 +493,7 @@ class Settings(BaseModel):
     @classmethod
     def _extra_sshd_options_do_not_weaken(cls, options: dict[str, str]) -> dict[str, str]:
         for keyword, value in options.items():
-            if not re.match(r"^[A-Za-z]+$", keyword):
+            if not re.fullmatch(r"[A-Za-z]+", keyword):
                 raise ValueError(f"{keyword!r} is not an sshd_config keyword")
             if keyword.lower() in SSHD_MANAGED_KEYWORDS:
                 raise ValueError(f"{keyword} is set by base's SSH hardening and cannot be overridden here")
@@ -503,14 +504,14 @@ class Settings(BaseModel):
     @field_validator("unattended_upgrades_reboot_time")
     @classmethod
     def _time_is_a_clock_time(cls, value: str) -> str:
-        if not _CLOCK.match(value):
+        if not _CLOCK.fullmatch(value):
             raise ValueError("must be a 24-hour time HH:MM, like 04:00")
         return value
 
     @field_validator("journald_max_use")
     @classmethod
     def _size_has_a_unit(cls, value: str) -> str:
-        if not _SIZE.match(value):
+        if not _SIZE.fullmatch(value):
             raise ValueError("must be a size with a unit K, M or G, like 500M")
         return value
 
@@ -531,9 +532,9 @@ class Settings(BaseModel):
     @classmethod
     def _sysctl_keys_look_like_keys(cls, overrides: dict[str, str]) -> dict[str, str]:
         for key, value in overrides.items():
-            if not re.match(r"^[a-z0-9_]+(\.[a-z0-9_*-]+)+$", key):
+            if not re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_*-]+)+", key):
                 raise ValueError(f"{key!r} is not a kernel parameter name like net.ipv4.tcp_syncookies")
-            if not re.match(r"^[\w .:-]+$", str(value)):
+            if not re.fullmatch(r"[\w .:-]+", str(value)):
                 raise ValueError(f"{key}: value {value!r} has characters sysctl.d files cannot hold")
         return overrides
 
@@ -543,9 +544,9 @@ class Settings(BaseModel):
         from holistix_deploy.postgres import MANAGED_KEYS
 
         for key, value in overrides.items():
-            if not re.match(r"^[a-z_][a-z0-9_.]*$", key):
+            if not re.fullmatch(r"[a-z_][a-z0-9_.]*", key):
                 raise ValueError(f"{key!r} is not a postgresql.conf parameter name")
-            if key in MANAGED_KEYS:
+            if key in MANAGED_KEYS or key.startswith(("ssl", "include")):
                 raise ValueError(f"{key} is set by the postgres module for security and cannot be overridden")
             if "'" in str(value) or "\n" in str(value):
                 raise ValueError(f"{key}: the value may not contain quotes or line breaks")
@@ -728,5 +729,29 @@ def load_settings(host) -> Settings:
     Raises SettingsError (pyinfra then exits non-zero before any operation ran).
     """
     if host.name not in _VALIDATED:
-        _VALIDATED[host.name] = validate_data(host.data.dict(), host_name=host.name)
+        data = host.data.dict()
+        settings = validate_data(data, host_name=host.name)
+        problem = _own_key_problem(data, settings)
+        if problem:
+            raise SettingsError(host.name, [problem])
+        _VALIDATED[host.name] = settings
     return _VALIDATED[host.name]
+
+
+def _own_key_problem(data: dict[str, Any], settings: Settings) -> str | None:
+    """A run that logs in as the deploy user must not remove the key it logs in with."""
+    from pathlib import Path
+
+    key = data.get("ssh_key")
+    if data.get("ssh_user") != settings.deploy_user or not key:
+        return None
+    public = Path(str(key)).expanduser().with_name(Path(str(key)).name + ".pub")
+    if not public.is_file():
+        return None  # the key's public half is not beside it: nothing to compare
+    running = public.read_text().split()[:2]
+    if any(line.split()[:2] == running for line in settings.deploy_authorized_keys):
+        return None
+    return (
+        f"deploy_authorized_keys: does not list the key this run logs in with ({public}); "
+        f"the run would remove it from {settings.deploy_user} and lock pyinfra out"
+    )

@@ -18,6 +18,7 @@ record are one transaction, so a failing file leaves the database as it was.
 """
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,8 +64,20 @@ def public_tables(database: str) -> int:
     return int(result.stdout.strip() or 0) if result.returncode == 0 else 0
 
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.sql")
+
+
 def plan(database: str, directory: Path) -> tuple[list[tuple[str, Path, str]], list[str]]:
     """(pending files as (path, file, sha256), errors)."""
+    unsafe = [
+        file.name
+        for part in ("schema", "migrations", "procedures")
+        if (directory / part).is_dir()
+        for file in (directory / part).glob("*.sql")
+        if not SAFE_NAME.fullmatch(file.name)
+    ]
+    if unsafe:
+        return [], [f"file names may hold only letters, digits and ._- (they go into SQL): {unsafe}"]
     done = applied(database)
     new_database = done is None or not any(path.startswith("schema/") for path in done)
     pending, errors = [], []
@@ -100,16 +113,23 @@ def apply(database: str, pending: list[tuple[str, Path, str]]) -> None:
     )
     if setup.returncode != 0:
         raise SystemExit(f"error creating {LEDGER}: {setup.stderr.strip()}")
-    for path, file, digest in pending:
-        script = (
+    # the whole schema/ is one transaction (its first file drops everything: half a schema is no
+    # schema); every other file is a transaction of its own
+    schema = [entry for entry in pending if entry[0].startswith("schema/")]
+    batches = ([schema] if schema else []) + [[entry] for entry in pending if not entry[0].startswith("schema/")]
+    for batch in batches:
+        script = "".join(
             f"\\i {file}\n"
             f"INSERT INTO {LEDGER} (path, sha256) VALUES ('{path}', '{digest}') "
             "ON CONFLICT (path) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = now();\n"
+            for path, file, digest in batch
         )
+        names = ", ".join(path for path, _, _ in batch)
         result = psql(database, script, single_transaction=True)
         if result.returncode != 0:
-            raise SystemExit(f"{path} failed and was rolled back, nothing of it is applied: {result.stderr.strip()}")
-        print(f"applied {path}")
+            raise SystemExit(f"{names} failed and was rolled back, nothing of it is applied: {result.stderr.strip()}")
+        for path, _, _ in batch:
+            print(f"applied {path}")
 
 
 def main(argv: list[str]) -> int:

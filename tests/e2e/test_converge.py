@@ -103,7 +103,8 @@ def test_no_secret_appears_in_anything_pyinfra_printed(staging_host):
     }
     # the operator secrets really reached the host (else the check below proves nothing)
     stored = staging_host.exec("cat", f"{secrets_dir}/smtp_password").strip()
-    assert stored == staging_host.operator_secrets["HOLISTIX_SMTP_PASSWORD"]
+    reached_the_host = stored == staging_host.operator_secrets["HOLISTIX_SMTP_PASSWORD"]
+    assert reached_the_host, "HOLISTIX_SMTP_PASSWORD was not stored on the host"  # no values in the report
     needles = {f"${name}": value for name, value in staging_host.operator_secrets.items()}
     for name, value in generated.items():
         # a PEM key leaks as lines; check each body line of it

@@ -118,8 +118,15 @@ def test_database_is_utf8_and_closed_to_other_roles(sql, settings):
         f"SELECT pg_encoding_to_char(encoding), datacl FROM pg_database WHERE datname = '{settings.database_name}'"
     )
     encoding, acl = row.split("|", 1)
+    entries = [entry for entry in acl.strip("{}").split(",") if entry]
     assert encoding == "UTF8"
-    assert not any(entry.startswith("=") for entry in acl.strip("{}").split(",")), "PUBLIC may not connect"
+    # an empty ACL is PostgreSQL's default, in which PUBLIC may connect
+    assert entries, "the database still has the default ACL (PUBLIC may connect)"
+    assert not any(entry.startswith("=") for entry in entries), "PUBLIC may not connect"
+    role_entries = [
+        entry.split("=")[1].split("/")[0] for entry in entries if entry.startswith(f"{settings.database_role}=")
+    ]
+    assert role_entries and "c" in role_entries[0], "the app role may connect"
 
 
 def test_app_role_does_its_work_in_a_transaction(as_app):

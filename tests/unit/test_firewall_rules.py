@@ -1,16 +1,12 @@
 """The firewall's rules are written exactly as `ufw show added` prints them, so the ufw_firewall
 operation compares equal strings (a mismatch would re-add a rule on every run)."""
 
-from holistix_deploy.firewall import DEFAULTS, ufw_rules
+from holistix_deploy.firewall import ufw_rules
 from holistix_deploy.settings import validate_data
 
 
 def settings_with(valid_data, **overrides):
     return validate_data({**valid_data, **overrides}, environ={})
-
-
-def test_defaults_deny_incoming_and_routed(valid_data):
-    assert DEFAULTS == {"incoming": "deny", "outgoing": "allow", "routed": "deny"}
 
 
 def test_ssh_is_rate_limited_and_web_is_open_first(valid_data):
@@ -53,4 +49,16 @@ def test_extra_rules_take_ufws_printed_form(valid_data):
         "ufw allow from 198.51.100.0/24 to any port 49100:49103 proto udp comment 'vpn from office'",
         "ufw route allow 18081/tcp comment 'public container'",
         "ufw route allow from 2001:db8::/32 to any port 7000 proto udp comment 'v6 peers'",
+    ]
+
+
+def test_one_address_sources_and_padded_ports_are_written_as_ufw_prints_them(valid_data):
+    # ufw drops /32 and /128 and leading zeros: the rule must compare equal on the next run
+    extra = [
+        {"ports": "08443", "protocol": "tcp", "source": "198.51.100.7/32", "comment": "office"},
+        {"ports": "9000", "protocol": "udp", "source": "2001:db8::7/128", "comment": "v6 office"},
+    ]
+    assert ufw_rules(settings_with(valid_data, firewall_extra_rules=extra))[-2:] == [
+        "ufw allow from 198.51.100.7 to any port 8443 proto tcp comment 'office'",
+        "ufw allow from 2001:db8::7 to any port 9000 proto udp comment 'v6 office'",
     ]

@@ -10,6 +10,15 @@ from holistix_deploy import docs
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYS = sorted(p for p in (ROOT / "deploys").glob("*.py") if p.name != "all.py")
+
+
+def _our_operations() -> set[str]:
+    from holistix_deploy import operations
+
+    return {name for name, value in vars(operations).items() if hasattr(value, "_inner")}
+
+
+# pyinfra's operation modules, and every operation of our own (found, not listed by hand)
 OPERATION_MODULES = {
     "apt",
     "files",
@@ -22,10 +31,7 @@ OPERATION_MODULES = {
     "git",
     "iptables",
     "python",
-    "generated_secret",
-    "operator_secret",
-    "validated_file",
-}
+} | _our_operations()
 
 
 def _operation_calls(tree: ast.AST):

@@ -249,3 +249,31 @@ def test_app_connection_limit_must_leave_room_for_administration(valid_data):
 def test_database_dir_must_exist_on_the_control_machine(valid_data, tmp_path):
     (problem,) = problems_for({**valid_data, "postgres_database_dir": str(tmp_path / "missing")})
     assert "is not a directory on the machine that runs pyinfra" in problem
+
+
+@pytest.mark.parametrize(("key", "value"), [("environment", "prod\n"), ("deploy_user", "deploy\n")])
+def test_a_trailing_line_break_is_refused(valid_data, key, value):
+    (problem,) = problems_for({**valid_data, key: value})
+    assert problem.startswith(key)
+
+
+@pytest.mark.parametrize("key", ["ssl_passphrase_command", "include_dir", "ssl_ca_file", "config_file"])
+def test_postgres_overrides_cannot_reach_tls_or_include_other_files(valid_data, key):
+    (problem,) = problems_for({**valid_data, "postgres_overrides": {key: "x"}})
+    assert f"{key} is set by the postgres module for security" in problem
+
+
+def test_a_run_as_the_deploy_user_may_not_drop_its_own_key(valid_data, tmp_path, ed25519_key_line):
+    from holistix_deploy.settings import _own_key_problem
+
+    key = tmp_path / "id_ed25519"
+    key.write_text("private")
+    (tmp_path / "id_ed25519.pub").write_text(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherKeyOtherKeyOtherKeyOtherKeyOtherKey x\n"
+    )
+    settings = validate_data(valid_data, NO_SECRETS)
+    problem = _own_key_problem({"ssh_user": "deploy", "ssh_key": str(key)}, settings)
+    assert problem and "does not list the key this run logs in with" in problem
+    (tmp_path / "id_ed25519.pub").write_text(ed25519_key_line + "\n")
+    assert _own_key_problem({"ssh_user": "deploy", "ssh_key": str(key)}, settings) is None
+    assert _own_key_problem({"ssh_user": "root", "ssh_key": str(key)}, settings) is None
