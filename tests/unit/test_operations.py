@@ -28,3 +28,18 @@ TestUfwFirewall = make_operation_tests(
 TestUfwRulesBlock = make_operation_tests(
     "holistix_deploy", "operations.ufw_rules_block", FIXTURES / "operations.ufw_rules_block"
 )
+TestPostgresLoginRole = make_operation_tests(
+    "holistix_deploy", "operations.postgres_login_role", FIXTURES / "operations.postgres_login_role"
+)
+TestPostgresRolePassword = make_operation_tests(
+    "holistix_deploy", "operations.postgres_role_password", FIXTURES / "operations.postgres_role_password"
+)
+TestPostgresAppGrants = make_operation_tests(
+    "holistix_deploy", "operations.postgres_app_grants", FIXTURES / "operations.postgres_app_grants"
+)
+TestDatabaseMigrations = make_operation_tests(
+    "holistix_deploy", "operations.database_migrations", FIXTURES / "operations.database_migrations"
+)
+TestPostgresConfig = make_operation_tests(
+    "holistix_deploy", "operations.postgres_config", FIXTURES / "operations.postgres_config"
+)
