@@ -292,8 +292,11 @@ def ufw_firewall(rules: list[str], defaults: dict[str, str]):
         for direction, policy in defaults.items()
         if current["defaults"].get(direction) != policy
     ]
-    commands += [rule for rule in rules if rule not in current["rules"]]
+    # deletions first: ufw matches a delete without the comment, so a rule whose comment changed
+    # must go before its new version is added (added first, it would be skipped as existing and
+    # the delete would then remove the only copy)
     commands += [_ufw_delete(rule) for rule in current["rules"] if rule not in rules]
+    commands += [rule for rule in rules if rule not in current["rules"]]
     if not current["active"]:
         commands.append("ufw --force enable")
     if not commands:
