@@ -85,6 +85,23 @@ def test_bootstrap_as_root_creates_the_deploy_user_and_keeps_root_open(staging_h
     assert "passwordauthentication no" in staging_host.exec("sshd", "-T")
 
 
+def test_someone_left_hand_made_ufw_rules(staging_host):
+    # Arrange: what a previous admin might leave: inactive ufw with a stale comment on 22 and an
+    # extra opening. The converge must end with exactly the inventory's rules (the scans below
+    # would see 8080 otherwise) without losing SSH on the way.
+    made = staging_host.harness(
+        "exec",
+        staging_host.name,
+        "sh",
+        "-c",
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q ufw >/dev/null"
+        " && ufw limit 22/tcp comment 'by hand' && ufw allow 8080/tcp comment 'forgotten test'",
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "8080/tcp" in staging_host.exec("ufw", "show", "added")
+
+
 def test_converge_as_the_deploy_user(staging_host):
     run = staging_host.pyinfra("-vvv")
     RUNS.setdefault(staging_host.name, []).append(run)
@@ -141,6 +158,12 @@ def test_only_the_platform_ports_are_open_from_outside(staging_host):
     assert reachable["22/tcp"] == "open"
     udp = _scan(staging_host, "-sU", "-p", "53,54,49100")
     assert set(udp) == ({"53/udp"} if settings.dns_served_publicly else set())
+
+
+def test_hand_made_rules_are_gone(staging_host):
+    added = staging_host.exec("ufw", "show", "added")
+    assert "8080" not in added and "by hand" not in added
+    assert "ufw limit 22/tcp comment 'ssh, rate limited'" in added
 
 
 def test_only_the_platform_ports_are_open_over_ipv6(staging_host):
