@@ -28,6 +28,7 @@ from pyinfra.operations.util import any_changed
 from holistix_deploy import hardening
 from holistix_deploy.facts import ContainerVirtualization, OpenSsh, SshHostKeyBits, WeakModuli
 from holistix_deploy.operations import (
+    SSHD_RELOAD,
     generated_secret,
     operator_secret,
     prove_ssh_access,
@@ -122,12 +123,15 @@ moduli = server.shell(
     ],
     _if=lambda: host.get_fact(WeakModuli) > 0,
 )
-systemd.service(
+host_key_reload = server.shell(
     name="Ensure sshd uses the new host key and moduli",
-    service="ssh",
-    running=None,
-    command="try-reload-or-restart",
+    commands=[SSHD_RELOAD],
     _if=lambda: rsa_host_key.did_change() or moduli.did_change(),
+)
+prove_ssh_access(
+    name="Ensure SSH logins still work after sshd took the new host key and moduli",
+    change="sshd's new RSA host key and moduli",
+    _if=host_key_reload.did_change,
 )
 
 openssh = host.get_fact(OpenSsh) or {"version": (0, 0), "kex": [], "ciphers": [], "macs": []}
