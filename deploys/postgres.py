@@ -60,15 +60,21 @@ generated_secret(
     user="postgres",
     group="postgres",
 )
-files.put(
-    name="Ensure the certificate helper /usr/local/lib/holistix/pg-certificates is installed",
-    src=str(ROOT / "files" / "postgres" / "make_certificates.sh"),
-    dest="/usr/local/lib/holistix/pg-certificates",
-    mode="0755",
-)
+CERTIFICATE_HELPER = "/usr/local/lib/holistix/pg-certificates"
+for helper, source in (
+    (CERTIFICATE_HELPER, "make_certificates.sh"),
+    (ROLE_PASSWORD_HELPER, "role_password.py"),
+    (MIGRATE_HELPER, "db_migrate.py"),
+):
+    files.put(
+        name=f"Ensure the helper {helper} is installed",
+        src=str(ROOT / "files" / "postgres" / source),
+        dest=helper,
+        mode="0755",
+    )
 certificate = server.shell(
     name="Ensure PostgreSQL's certificate (signed by the host's loopback CA) is valid for 30 more days",
-    commands=[f"/usr/local/lib/holistix/pg-certificates {cluster_dir}"],
+    commands=[f"{CERTIFICATE_HELPER} {cluster_dir}"],
     _if=lambda: host.get_fact(CertificateState, path=cert_file, seconds=30 * 86400) != "valid",
 )
 
@@ -128,13 +134,6 @@ generated_secret(
     command="openssl rand -base64 48 | tr -dc 'A-Za-z0-9' | head -c 40",
     directory=settings.secrets_dir,
 )
-for helper, source in ((ROLE_PASSWORD_HELPER, "role_password.py"), (MIGRATE_HELPER, "db_migrate.py")):
-    files.put(
-        name=f"Ensure the helper {helper} is installed",
-        src=str(ROOT / "files" / "postgres" / source),
-        dest=helper,
-        mode="0755",
-    )
 postgres_role_password(
     name=f"Ensure role {role} has the generated password (compared on the host, never sent)",
     role=role,

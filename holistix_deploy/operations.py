@@ -37,6 +37,25 @@ def _fix_attributes(path: str, mode: str, user: str, group: str):
     yield StringCommand("chmod", mode, QuoteString(path))
 
 
+def _keep_previous(paths) -> str:
+    """Shell: keep each file as <file>.previous, or remember that it did not exist."""
+    return " && ".join(
+        f"{{ if [ -e {q} ]; then cp -p {q} {q}.previous; else rm -f {q}.previous; fi; }}"
+        for q in map(shlex.quote, paths)
+    )
+
+
+def _put_previous_back(paths) -> str:
+    """Shell: undo _keep_previous (a file that did not exist before is removed again)."""
+    return " && ".join(
+        f"{{ if [ -e {q}.previous ]; then mv {q}.previous {q}; else rm -f {q}; fi; }}" for q in map(shlex.quote, paths)
+    )
+
+
+def _drop_previous(paths) -> StringCommand:
+    return StringCommand("rm -f " + " ".join(shlex.quote(f"{path}.previous") for path in paths))
+
+
 @operation()
 def generated_secret(
     path: str, command: str, directory: str, mode: str = "0600", user: str = "root", group: str = "root"
@@ -207,7 +226,7 @@ def sshd_drop_in(dest: str, content: str, reload_command: str = SSHD_RELOAD):
       whose next connection reads the new file anyway)
 
     Order: the candidate is checked with ``sshd -t`` together with the live configuration, the
-    previous file is kept as ``<dest>.previous``, the candidate is swapped in, sshd reloads,
+    previous file is kept as ``<dest>.previous`` until the proof passed, the candidate is swapped in, sshd reloads,
     and a *new* SSH login with this run's credentials must succeed (and ``sudo -n``). If the
     check or the login fails, the previous file is put back and sshd reloaded: the run fails,
     the operator keeps access.
@@ -229,12 +248,9 @@ def sshd_drop_in(dest: str, content: str, reload_command: str = SSHD_RELOAD):
         else:
             host.noop(f"{dest} is up to date")
         return
-    candidate, previous, check_main = f"{dest}.candidate", f"{dest}.previous", f"{dest}.check"
-    q_dest, q_candidate, q_previous, q_check = map(shlex.quote, (dest, candidate, previous, check_main))
-    restore = (
-        f"if [ -e {q_previous} ]; then cp -p {q_previous} {q_dest}; else rm -f {q_dest}; fi"
-        f" && sshd -t && {reload_command}"
-    )
+    candidate, check_main = f"{dest}.candidate", f"{dest}.check"
+    q_dest, q_candidate, q_check = map(shlex.quote, (dest, candidate, check_main))
+    restore = f"{_put_previous_back([dest])} && sshd -t && {reload_command}"
     yield FileUploadCommand(BytesIO(data), candidate, remote_temp_filename=host.get_temp_filename(candidate))
     yield from _fix_attributes(candidate, "0600", "root", "root")
     # sshd keeps the first value it reads: a main file that includes the candidate first and then
@@ -244,12 +260,13 @@ def sshd_drop_in(dest: str, content: str, reload_command: str = SSHD_RELOAD):
         f" && {{ sshd -t -f {q_check}; checked=$?; rm -f {q_check}; test $checked = 0; }}"
         f" || {{ rm -f {q_candidate}; echo 'sshd -t rejected the new SSH configuration; nothing changed' >&2; exit 1; }}"
     )
-    yield StringCommand(f"if [ -e {q_dest} ]; then cp -p {q_dest} {q_previous}; else rm -f {q_previous}; fi")
+    yield StringCommand(_keep_previous([dest]))
     yield StringCommand(
         f"{{ mv {q_candidate} {q_dest} && {reload_command}; }}"
         f" || {{ {restore}; echo 'sshd did not take the new configuration; the previous one is back' >&2; exit 1; }}"
     )
     yield prove_fresh_login("the new SSH configuration", [restore])
+    yield _drop_previous([dest])
 
 
 def _ufw_delete(rule: str) -> str:
@@ -303,13 +320,13 @@ def ufw_firewall(rules: list[str], defaults: dict[str, str]):
         host.noop("ufw is active with exactly the wanted rules")
         return
     # what to go back to if the change locks SSH out: the previous rule files, and ufw as it was
-    yield StringCommand(" && ".join(f"cp -p {path} {path}.previous" for path in UFW_STATE_FILES))
-    put_back = " && ".join(f"mv {path}.previous {path}" for path in UFW_STATE_FILES)
+    yield StringCommand(_keep_previous(UFW_STATE_FILES))
+    put_back = _put_previous_back(UFW_STATE_FILES)
     restore = f"{put_back} && ufw reload" if current["active"] else f"ufw --force disable && {put_back}"
     for command in commands:
         yield StringCommand(f"{command} || {{ {restore}; exit 1; }}")
     yield prove_fresh_login("the firewall change", [restore])
-    yield StringCommand("rm -f " + " ".join(f"{path}.previous" for path in UFW_STATE_FILES))
+    yield _drop_previous(UFW_STATE_FILES)
 
 
 @operation()
@@ -398,15 +415,9 @@ def postgres_config(files: dict[str, str], restart_unit: str, check_command: str
     if not changed:
         host.noop("PostgreSQL configuration is up to date")
         return
-    restore = " ; ".join(
-        f"if [ -e {shlex.quote(p)}.previous ]; then mv {shlex.quote(p)}.previous {shlex.quote(p)}; else rm -f {shlex.quote(p)}; fi"
-        for p in changed
-    )
+    restore = _put_previous_back(changed)
+    yield StringCommand(_keep_previous(changed))
     for path, content in changed.items():
-        quoted = shlex.quote(path)
-        yield StringCommand(
-            f"if [ -e {quoted} ]; then cp -p {quoted} {quoted}.previous; else rm -f {quoted}.previous; fi"
-        )
         yield FileUploadCommand(BytesIO(content.encode()), path, remote_temp_filename=host.get_temp_filename(path))
         yield from _fix_attributes(path, "0640", owner, owner)
     # pg_hba_file_rules has line_number in every supported version (file_name only from 16 on)
@@ -429,7 +440,7 @@ def postgres_config(files: dict[str, str], restart_unit: str, check_command: str
         f" || {{ {restore}; systemctl restart {unit}; echo 'PostgreSQL did not come up with the new configuration;"
         " the previous one is back' >&2; exit 1; }"
     )
-    yield StringCommand("rm -f " + " ".join(shlex.quote(f"{path}.previous") for path in changed))
+    yield _drop_previous(changed)
 
 
 ROLE_ATTRIBUTES = "rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolconnlimit"

@@ -720,6 +720,24 @@ def validate_data(data: dict[str, Any], environ: dict[str, str] | None = None, h
     return settings
 
 
+def inventory_hosts(inventory: str) -> list[tuple[str, dict[str, Any]]]:
+    """(name, data) of every host of a pyinfra inventory file, with the data merged the way
+    pyinfra merges it (group_data included): what the tests compare a host with."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "pyinfra", inventory, "debug-inventory", "--json"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [(entry["name"], entry["data"]) for entry in json.loads(listing.stdout)]
+
+
 _VALIDATED: dict[str, Settings] = {}
 
 

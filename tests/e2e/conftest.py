@@ -67,16 +67,9 @@ class StagingHost:
 
     def settings(self):
         """The validated settings the inventory gives this host."""
-        from holistix_deploy.settings import validate_data
+        from holistix_deploy.settings import inventory_hosts, validate_data
 
-        listing = subprocess.run(
-            [sys.executable, "-m", "pyinfra", "inventories/local.py", "debug-inventory", "--json"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        data = next(h["data"] for h in json.loads(listing.stdout) if h["name"] == self.name)
+        data = dict(inventory_hosts("inventories/local.py"))[self.name]
         return validate_data(data, environ={}, host_name=self.name)
 
     def probe(self, *command: str, addr: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:

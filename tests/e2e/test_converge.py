@@ -6,7 +6,9 @@ ports still obey the firewall."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -20,6 +22,11 @@ RUNS: dict[str, list] = {}
 # provoked on purpose by one check, never blocks another
 PROBE_SCAN, PROBE_AUDIT, PROBE_ROOT, PROBE_BANNED, PROBE_LOGIN, PROBE_OPERATOR = 2, 3, 4, 5, 6, 7
 PROBE_MIGRATIONS, PROBE_RESTORE = 8, 9
+
+
+def _venv_tool(name: str) -> str:
+    """A command installed with the project's test dependencies (PATH may not hold the venv)."""
+    return shutil.which(name) or f"{sys.prefix}/bin/{name}"
 
 
 def _report(run) -> str:
@@ -173,10 +180,7 @@ def test_only_the_platform_ports_are_open_over_ipv6(staging_host):
 
 
 def test_ssh_passes_the_ssh_audit_hardened_policy(staging_host):
-    import shutil
-    import sys
-
-    ssh_audit = shutil.which("ssh-audit") or f"{sys.prefix}/bin/ssh-audit"
+    ssh_audit = _venv_tool("ssh-audit")
     audit = staging_host.probe(
         ssh_audit, "--skip-rate-test", "-P", SSH_AUDIT_POLICY, staging_host.address, addr=PROBE_AUDIT
     )
@@ -231,13 +235,10 @@ def test_an_sshd_change_that_would_lock_out_is_rolled_back(staging_host):
 
 
 def test_postgresql_tls_is_mozilla_intermediate_compliant(staging_host, tmp_path):
-    import shutil
-    import sys
-
     cluster_dir = staging_host.exec("sh", "-c", "ls -d /etc/postgresql/*/main | sort -V | tail -1").strip()
     ca = tmp_path / "postgres-ca.pem"
     ca.write_text(staging_host.exec("cat", f"{cluster_dir}/holistix-ca.crt"))
-    sslyze = shutil.which("sslyze") or f"{sys.prefix}/bin/sslyze"
+    sslyze = _venv_tool("sslyze")
     # PostgreSQL listens on the host's loopback only: sslyze runs in the host's network namespace
     scan = staging_host.harness(
         "netns",
@@ -260,8 +261,6 @@ def _schema(staging_host) -> str:
 
 
 def _database_copy(tmp_path):
-    import shutil
-
     from .conftest import ROOT
 
     copy = tmp_path / "database"

@@ -8,15 +8,12 @@ with; the host is matched by its ssh_hostname (or inventory name).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from holistix_deploy.settings import Settings, validate_data
+from holistix_deploy.settings import Settings, inventory_hosts, validate_data
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,17 +27,8 @@ def pytest_addoption(parser):
 
 
 def _inventory_data(inventory_path: str, address: str) -> dict:
-    """The merged data of one inventory host, as pyinfra resolves it (group_data included)."""
-    listing = subprocess.run(
-        [sys.executable, "-m", "pyinfra", inventory_path, "debug-inventory", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    for inventory_host in json.loads(listing.stdout):
-        data = inventory_host["data"]
-        if address in (inventory_host["name"], data.get("ssh_hostname")):
+    for name, data in inventory_hosts(inventory_path):
+        if address in (name, data.get("ssh_hostname")):
             return data
     raise pytest.UsageError(f"host {address} is not in the inventory {inventory_path}")
 
