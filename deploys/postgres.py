@@ -20,6 +20,7 @@ from pyinfra.facts.hardware import Cpus, Memory
 from pyinfra.operations import apt, files, postgres, server, systemd
 
 from holistix_deploy import postgres as policy
+from holistix_deploy import tls
 from holistix_deploy.facts import CertificateState, PostgresMajorVersion
 from holistix_deploy.operations import (
     MIGRATE_HELPER,
@@ -60,21 +61,23 @@ generated_secret(
     user="postgres",
     group="postgres",
 )
-CERTIFICATE_HELPER = "/usr/local/lib/holistix/pg-certificates"
 for helper, source in (
-    (CERTIFICATE_HELPER, "make_certificates.sh"),
-    (ROLE_PASSWORD_HELPER, "role_password.py"),
-    (MIGRATE_HELPER, "db_migrate.py"),
+    (tls.CERTIFICATE_HELPER, "tls/host_certificates.sh"),
+    (ROLE_PASSWORD_HELPER, "postgres/role_password.py"),
+    (MIGRATE_HELPER, "postgres/db_migrate.py"),
 ):
     files.put(
         name=f"Ensure the helper {helper} is installed",
-        src=str(ROOT / "files" / "postgres" / source),
+        src=str(ROOT / "files" / source),
         dest=helper,
         mode="0755",
     )
 certificate = server.shell(
     name="Ensure PostgreSQL's certificate (signed by the host's loopback CA) is valid for 30 more days",
-    commands=[f"{CERTIFICATE_HELPER} {cluster_dir}"],
+    commands=[
+        f"{tls.CERTIFICATE_HELPER} {cluster_dir} 'PostgreSQL loopback CA' {key_file} {cert_file}"
+        " localhost 'DNS:localhost,IP:127.0.0.1,IP:::1'"
+    ],
     _if=lambda: host.get_fact(CertificateState, path=cert_file, seconds=30 * 86400) != "valid",
 )
 
@@ -88,7 +91,7 @@ config = postgres_config(
             "postgres/holistix.conf.j2",
             cert_file=cert_file,
             key_file=key_file,
-            ciphers=policy.MOZILLA_INTERMEDIATE_CIPHERS,
+            ciphers=tls.MOZILLA_INTERMEDIATE_CIPHERS,
             memory_mb=memory_mb,
             cpus=cpus,
             tuning=policy.tuning(memory_mb, cpus, settings.postgres_max_connections, settings.postgres_overrides),

@@ -64,6 +64,45 @@ postgres_app_connection_limit = 40
 # postgres: A platform build's database/ directory on the machine that runs pyinfra (schema/, migrations/, procedures/): applied to ganymede_<env>, each file once. None applies nothing.
 postgres_database_dir = None
 
+# coredns: CoreDNS release installed to /usr/local/bin/coredns (changing it needs coredns_sha256 for it).
+coredns_version = '1.14.7'
+
+# coredns: Where the release tarball is fetched; {version} and {arch} (amd64, arm64) are filled in.
+coredns_download_url = 'https://github.com/coredns/coredns/releases/download/v{version}/coredns_{version}_linux_{arch}.tgz'
+
+# coredns: sha256 of the release tarball per architecture, from the release's .tgz.sha256 files; the host's architecture must be listed (a mismatch stops the run before anything changes).
+coredns_sha256 = {}
+
+# coredns: Resolvers CoreDNS forwards other names to, for this host and the Docker bridge only (everyone else gets REFUSED); also the host's fallback in /etc/resolv.conf.
+dns_upstreams = ['8.8.8.8', '8.8.4.4']
+
+# coredns: TTL (seconds) of the zone's records and of negative answers.
+dns_ttl = 300
+
+# coredns: Further NS names for the zone besides ns1.DOMAIN (secondaries you run elsewhere), as host names without a trailing dot.
+dns_nameservers = []
+
+# coredns: CAA identities of the only CAs allowed to issue for DOMAIN and *.DOMAIN (Let's Encrypt: letsencrypt.org); violations are reported to admin_email (iodef).
+dns_caa_issuers = ['letsencrypt.org']
+
+# coredns: Extra records: {'name': '@' or 'www', 'type': A|AAAA|CNAME|MX|TXT, 'value': ..., 'ttl': None}; e.g. MX '10 mail.example.com', TXT 'v=spf1 mx -all' at '@', TXT 'v=DMARC1; p=reject' at '_dmarc'.
+dns_records = []
+
+# nginx: Largest request body (MB) nginx passes to Ganymede; gateways push whole organisation snapshots (Ganymede's own JSON limit still applies behind it).
+nginx_client_max_body_size_mb = 64
+
+# nginx: Requests per minute one client address may make to Ganymede's sign-in and OAuth paths (burst of a third of it); more get 429. The Docker bridge (gateways) and loopback are exempt.
+nginx_auth_rate_per_minute = 30
+
+# nginx: Requests per second one client address may make to the rest of Ganymede's API (burst of three seconds' worth); more get 429. Static files have a much looser limit of their own.
+nginx_api_rate_per_second = 20
+
+# nginx: Path prefixes of Ganymede's sign-in, sign-up and OAuth endpoints, rate limited by nginx_auth_rate_per_minute.
+nginx_auth_paths = ['/auth', '/login', '/logout', '/signup', '/register', '/password', '/oauth', '/github', '/gitlab', '/discord', '/linkedin']
+
+# nginx: Further origins the frontend may connect to (Content-Security-Policy connect-src), e.g. a public OTLP endpoint 'https://otlp.example.com'; https://*.DOMAIN and wss://*.DOMAIN are always allowed.
+nginx_csp_connect_extra = []
+
 # platform: Address/prefix of Docker's default bridge (docker0): gateways reach the host's DNS, build server and HTTPS there.
 docker_bridge_cidr = '172.17.0.1/16'
 

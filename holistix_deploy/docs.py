@@ -28,6 +28,7 @@ def _type_name(annotation: Any) -> str:
     for noise in (
         "typing.",
         "ipaddress.",
+        "holistix_deploy.settings.",
         "Annotated[",
         ", FieldInfo(annotation=NoneType, required=True, metadata=[MinLen(min_length=1)])]",
     ):

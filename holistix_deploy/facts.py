@@ -195,3 +195,68 @@ class SecretDigest(FactBase):
     def process(self, output):
         line = output[0].strip() if output else "absent"
         return None if line == "absent" else line
+
+
+class CorednsVersion(FactBase):
+    """Release of the installed CoreDNS binary ("1.14.7"), or None when there is none."""
+
+    def command(self, binary: str) -> str:
+        return f"test -x {binary} && {binary} -version 2>/dev/null | sed -n 's/^CoreDNS-//p' || true"
+
+    def process(self, output):
+        text = " ".join(output).strip()
+        return text or None
+
+
+class ZoneSerial(FactBase):
+    """The SOA serial and content digest of a zone file the coredns module rendered, or None.
+
+    .. code:: python
+
+        {"serial": 2026112701, "digest": "d07311..."}
+    """
+
+    def command(self, path: str) -> str:
+        return f"test -f {path} && grep -m2 -E '^; content-sha256: |^@ +IN +SOA ' {path} || true"
+
+    def process(self, output):
+        digest = serial = None
+        for line in output:
+            if line.startswith("; content-sha256: "):
+                digest = line.split()[-1]
+            elif " SOA " in line:
+                fields = line.split()
+                serial = int(fields[5]) if len(fields) > 5 and fields[5].isdigit() else None
+        if serial is None:
+            return None
+        return {"serial": serial, "digest": digest}
+
+
+class AuthoritativeAnswer(FactBase):
+    """Whether a DNS server answers a name's SOA authoritatively (aa flag), waiting up to 10 s
+    for a server that is still starting."""
+
+    def command(self, server: str, zone: str) -> str:
+        question = f"dig +norec +time=1 +tries=1 @{server} {zone} SOA"
+        return (
+            f"for attempt in $(seq 20); do if {question} 2>/dev/null | grep -q 'flags: qr aa'; then echo yes; exit 0; fi;"
+            " sleep 0.5; done; echo no"
+        )
+
+    def process(self, output):
+        return "yes" in output
+
+
+class NginxVersion(FactBase):
+    """(major, minor) of the installed nginx, or of apt's candidate before it is installed (so a
+    first run renders the right syntax), or None when neither is known."""
+
+    def command(self) -> str:
+        return (
+            "if command -v nginx >/dev/null 2>&1; then nginx -v 2>&1;"
+            " else apt-cache policy nginx 2>/dev/null | sed -n 's/^ *Candidate: //p'; fi"
+        )
+
+    def process(self, output):
+        match = re.search(r"(\d+)\.(\d+)\.\d+", " ".join(output))
+        return (int(match[1]), int(match[2])) if match else None

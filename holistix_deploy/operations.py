@@ -16,7 +16,7 @@ from io import BytesIO
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
-from pyinfra.facts.files import File, FileContents, Sha1File
+from pyinfra.facts.files import File, FileContents, Link, Sha1File
 
 from holistix_deploy.facts import SECRET_DIGEST_ROUNDS, HelperCheck, PostgresRows, SecretDigest, Ufw
 from holistix_deploy.lockout import prove_fresh_login
@@ -620,3 +620,161 @@ def prove_ssh_access(change: str):
         )
     """
     yield prove_fresh_login(change, [])
+
+
+@operation()
+def coredns_release(version: str, url: str, sha256: str, binary: str = "/usr/local/bin/coredns"):
+    """
+    Install a CoreDNS release tarball's binary, verified by its sha256, when the installed
+    binary reports another version (or there is none).
+
+    + version: release, e.g. ``1.14.7``; the binary must report ``CoreDNS-<version>``
+    + url: the release tarball (one member, ``coredns``)
+    + sha256: the tarball's published checksum
+    + binary: where it is installed (root 0755)
+
+    A checksum mismatch, a damaged tarball or a binary reporting another version fails the
+    run before the installed binary is touched.
+
+    **Example:**
+
+    .. code:: python
+
+        coredns_release(
+            name="Ensure CoreDNS 1.14.7 is installed",
+            version="1.14.7",
+            url="https://github.com/coredns/coredns/releases/download/v1.14.7/coredns_1.14.7_linux_amd64.tgz",
+            sha256="<from coredns_1.14.7_linux_amd64.tgz.sha256>",
+        )
+    """
+    from holistix_deploy.facts import CorednsVersion
+
+    if host.get_fact(CorednsVersion, binary=binary) == version:
+        host.noop(f"CoreDNS {version} is installed")
+        return
+    work, q_binary, q_url = "/var/tmp/holistix-coredns-release", shlex.quote(binary), shlex.quote(url)
+    give_up = f"rm -rf {work}; exit 1"
+    yield StringCommand(f"rm -rf {work} && mkdir -m 0700 {work} && curl -fsSL --retry 2 -o {work}/release.tgz {q_url}")
+    yield StringCommand(
+        f'actual=$(sha256sum < {work}/release.tgz | cut -c1-64); if [ "$actual" != {sha256} ]; then'
+        f' echo "checksum mismatch for {url}: expected {sha256}, got $actual; nothing was installed" >&2; {give_up}; fi'
+    )
+    yield StringCommand(
+        f"tar -xzf {work}/release.tgz -C {work} coredns && {work}/coredns -version | grep -qx 'CoreDNS-{version}'"
+        f" || {{ echo 'the tarball from {url} does not hold CoreDNS {version}; nothing was installed' >&2; {give_up}; }}"
+    )
+    yield StringCommand(
+        f"install -m 0755 -o root -g root {work}/coredns {q_binary}.new && mv -f {q_binary}.new {q_binary} && rm -rf {work}"
+    )
+
+
+@operation()
+def resolv_conf(content: str, domain: str, nameserver: str = "127.0.0.1"):
+    """
+    Point the host's /etc/resolv.conf at a local DNS server, only once that server answers.
+
+    + content: the wanted /etc/resolv.conf
+    + domain: a zone the server is authoritative for; its SOA must come back with the aa flag
+    + nameserver: the server that must answer first
+
+    A symlink (systemd-resolved's stub file, for instance) is replaced by a regular file, which
+    resolved then leaves alone. When the server does not answer, the file is left as it was and
+    the run fails: the host never loses DNS.
+    """
+    data = content.encode()
+    link = host.get_fact(Link, path="/etc/resolv.conf")
+    if not link and host.get_fact(Sha1File, path="/etc/resolv.conf") == hashlib.sha1(data).hexdigest():
+        if _attributes_differ(host.get_fact(File, path="/etc/resolv.conf"), "0644", "root", "root"):
+            yield from _fix_attributes("/etc/resolv.conf", "0644", "root", "root")
+        else:
+            host.noop("/etc/resolv.conf points at the local DNS server")
+        return
+    question = f"dig +norec +time=1 +tries=3 @{nameserver} {shlex.quote(domain)} SOA"
+    yield StringCommand(
+        f"for attempt in $(seq 20); do {question} | grep -q 'flags: qr aa' && exit 0; sleep 0.5; done;"
+        f" echo 'the DNS server on {nameserver} does not answer for {domain}; /etc/resolv.conf is unchanged' >&2; exit 1"
+    )
+    candidate = "/etc/.resolv.conf.holistix"
+    yield FileUploadCommand(BytesIO(data), candidate, remote_temp_filename=host.get_temp_filename(candidate))
+    yield from _fix_attributes(candidate, "0644", "root", "root")
+    yield StringCommand("mv", "-f", "-T", candidate, "/etc/resolv.conf")
+
+
+@operation(is_idempotent=True)
+def dns_server_answers(server: str, domain: str, unit: str):
+    """
+    Fail the run unless ``server`` answers ``domain``'s SOA authoritatively (a check: it never
+    changes anything, so it reports no change when the server is fine).
+
+    + server: address to ask, e.g. ``127.0.0.1``
+    + domain: a zone the server must be authoritative for
+    + unit: the server's systemd unit, named in the error with the command that shows its log
+    """
+    from holistix_deploy.facts import AuthoritativeAnswer
+
+    if not host.get_fact(AuthoritativeAnswer, server=server, zone=domain):
+        raise OperationError(f"{unit} does not answer for {domain} on {server}; see: journalctl -u {unit} -n 50")
+    host.noop(f"{unit} answers for {domain}")
+    yield from ()  # an operation is a generator, even one that never changes anything
+
+
+NGINX_RELOAD = "systemctl reload-or-restart nginx"
+
+
+@operation()
+def nginx_config(files: dict[str, str], absent: list[str] = (), candidate_dir: str = "/run/holistix/nginx-candidate"):
+    """
+    Change nginx's configuration only after ``nginx -t`` accepted the complete new one.
+
+    + files: {path under /etc/nginx: content}, written root:root 0644
+    + absent: paths under /etc/nginx that must not exist (the distribution's default site)
+    + candidate_dir: where a copy of /etc/nginx with the changes applied is checked
+
+    The whole /etc/nginx is copied to ``candidate_dir``, the changes are made there, and
+    ``nginx -t -c <copy>/nginx.conf`` checks it (nginx.conf includes by relative paths, so the
+    copy includes the copy). Only when it passes are the live files replaced, checked again
+    and nginx reloaded; when the live check fails the previous files come back. A rejected
+    configuration fails the run with nginx's message and leaves every live file as it was, so
+    the next run checks it again.
+    """
+    changed = {
+        path: content
+        for path, content in files.items()
+        if host.get_fact(Sha1File, path=path) != hashlib.sha1(content.encode()).hexdigest()
+    }
+    present = [path for path in absent if host.get_fact(File, path=path) or host.get_fact(Link, path=path)]
+    if not changed and not present:
+        host.noop("nginx configuration is up to date")
+        return
+    work = shlex.quote(candidate_dir)
+
+    def in_copy(path: str) -> str:
+        return f"{candidate_dir}/{path.removeprefix('/etc/nginx/')}"
+
+    yield StringCommand(f"rm -rf {work} && mkdir -p -m 0700 {work} && cp -a /etc/nginx/. {work}/")
+    for path, content in changed.items():
+        yield StringCommand("mkdir -p", QuoteString(in_copy(path).rsplit("/", 1)[0]))
+        yield FileUploadCommand(
+            BytesIO(content.encode()), in_copy(path), remote_temp_filename=host.get_temp_filename(path)
+        )
+    if present:
+        yield StringCommand("rm -f " + " ".join(shlex.quote(in_copy(path)) for path in present))
+    yield StringCommand(
+        f"if ! checked=$(nginx -t -c {work}/nginx.conf 2>&1); then"
+        f' echo "nginx -t rejected the new configuration; nothing changed, nginx keeps serving the old one:" >&2;'
+        f' echo "$checked" | sed "s|{candidate_dir}|/etc/nginx|g" >&2; rm -rf {work}; exit 1; fi'
+    )
+    targets = list(changed) + present
+    restore = _put_previous_back(targets)
+    yield StringCommand(_keep_previous(targets))
+    moves = [
+        f"install -D -m 0644 -o root -g root {shlex.quote(in_copy(path))} {shlex.quote(path)}.holistix-new"
+        f" && mv -f {shlex.quote(path)}.holistix-new {shlex.quote(path)}"
+        for path in changed
+    ] + [f"rm -f {shlex.quote(path)}" for path in present]
+    yield StringCommand(
+        f"{{ {' && '.join(moves)} && nginx -t -q && {NGINX_RELOAD}; }}"
+        f" || {{ {restore}; nginx -t -q && {NGINX_RELOAD}; echo 'nginx did not take the new configuration;"
+        " the previous one is back' >&2; rm -rf " + work + "; exit 1; }"
+    )
+    yield StringCommand(f"rm -rf {work} && " + _drop_previous(targets).get_raw_value())

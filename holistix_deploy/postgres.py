@@ -1,13 +1,6 @@
-"""PostgreSQL policy shared by the postgres module and its tests: tuning formula, TLS, names."""
+"""PostgreSQL policy shared by the postgres module and its tests: tuning formula and the keys it owns."""
 
 from __future__ import annotations
-
-# Mozilla Server Side TLS "intermediate" (guidelines 6.0), TLS 1.2 suites; TLS 1.3 suites are
-# OpenSSL's defaults, which are the same three Mozilla lists.
-MOZILLA_INTERMEDIATE_CIPHERS = (
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-)
 
 # Keys the module owns for security; postgres_overrides may not change them, nor any ssl* key
 # (ssl_passphrase_command runs a command) or include* directive (it could pull in any file).

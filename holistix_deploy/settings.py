@@ -22,7 +22,7 @@ from pyinfra.api.exceptions import PyinfraError
 from holistix_deploy.secrets import OPERATOR_SECRETS, OperatorSecretError, read_operator_secrets
 
 # Module names a setting can belong to; "core" is read by several modules.
-MODULES = ("core", "base", "firewall", "postgres", "platform")
+MODULES = ("core", "base", "firewall", "postgres", "coredns", "nginx", "platform")
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -193,6 +193,8 @@ SSHD_MANAGED_KEYWORDS = frozenset(
 )
 _COMMENT = re.compile(r"^[A-Za-z0-9 ._:/+-]{1,60}$")
 _PORTS = re.compile(r"^(\d{1,5})(?::(\d{1,5}))?$")
+# CoreDNS's own loopback listeners (health, readiness, Prometheus metrics)
+COREDNS_LOOPBACK_PORTS = {"health": 8080, "ready": 8181, "metrics": 9153}
 _SIZE = re.compile(r"^[1-9]\d*[KMG]$")
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -226,6 +228,63 @@ class FirewallRule(BaseModel):
         if not _COMMENT.fullmatch(value):
             raise ValueError("comment must be 1-60 letters, digits, spaces or ._:/+- (it is passed to ufw)")
         return value
+
+
+_RELATIVE_NAME = re.compile(r"^(\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)(\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)*$")
+_MX_VALUE = re.compile(r"^(\d{1,5}) (\S+)$")
+_TXT_VALUE = re.compile(r"^[\x20-\x7e]{1,2000}$")
+# names whose records the coredns module writes itself (see holistix_deploy/dns.py)
+DNS_OWNED_NAMES = frozenset({"@", "ns1", "ganymede", "*"})
+
+
+class DnsRecord(BaseModel):
+    """One extra record in the domain's zone (mail, SPF, DMARC, verification, aliases)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="'@' for DOMAIN itself, or a name relative to DOMAIN such as 'www' or '_dmarc'")
+    type: Literal["A", "AAAA", "CNAME", "MX", "TXT"]
+    value: str = Field(description="A: IPv4, AAAA: IPv6, CNAME: a host name, MX: '10 mail.example.com', TXT: text")
+    ttl: int | None = Field(None, ge=60, le=86400, description="seconds; None uses dns_ttl")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_relative(cls, value: str) -> str:
+        if value != "@" and (not _RELATIVE_NAME.fullmatch(value) or len(value) > 63 * 3):
+            raise ValueError(
+                "must be '@' or a name relative to DOMAIN (lower case labels like 'www' or '_dmarc', no trailing dot)"
+            )
+        if value == "_acme-challenge" or value.startswith("_acme-challenge."):
+            raise ValueError("_acme-challenge names belong to the letsencrypt module's DNS-01 challenges")
+        return value
+
+    @model_validator(mode="after")
+    def _value_fits_the_type(self) -> DnsRecord:
+        where = f"{self.type} record {self.name!r}"
+        if self.type in ("A", "AAAA"):
+            version = 4 if self.type == "A" else 6
+            try:
+                address = ipaddress.ip_address(self.value)
+            except ValueError:
+                address = None
+            if address is None or address.version != version:
+                raise ValueError(f"{where}: value {self.value!r} is not an IPv{version} address")
+        elif self.type in ("CNAME", "MX"):
+            match = _MX_VALUE.fullmatch(self.value) if self.type == "MX" else None
+            if self.type == "MX" and (not match or int(match[1]) > 65535):
+                raise ValueError(f"{where}: value {self.value!r} must be '<preference 0-65535> <mail host name>'")
+            target = match[2] if match else self.value
+            try:
+                _check_dns_name(target.removesuffix("."))
+            except ValueError as error:
+                raise ValueError(f"{where}: target {target!r} {error}") from None
+            if self.type == "CNAME" and self.name in DNS_OWNED_NAMES:
+                raise ValueError(f"{where}: a CNAME cannot sit at {self.name!r}, which holds the module's own records")
+        elif not _TXT_VALUE.fullmatch(self.value):
+            raise ValueError(f"{where}: text must be 1-2000 printable ASCII characters")
+        if self.type in ("A", "AAAA") and self.name in DNS_OWNED_NAMES:
+            raise ValueError(f"{where}: {self.name!r} already points at public_ipv4/public_ipv6")
+        return self
 
 
 class Settings(BaseModel):
@@ -385,6 +444,110 @@ class Settings(BaseModel):
         module="postgres",
         description="A platform build's database/ directory on the machine that runs pyinfra (schema/, "
         "migrations/, procedures/): applied to ganymede_<env>, each file once. None applies nothing.",
+    )
+
+    # -- coredns ------------------------------------------------------------------------------
+    coredns_version: str = _setting(
+        "1.14.7",
+        module="coredns",
+        description="CoreDNS release installed to /usr/local/bin/coredns (changing it needs coredns_sha256 for it).",
+    )
+    coredns_download_url: str = _setting(
+        "https://github.com/coredns/coredns/releases/download/v{version}/coredns_{version}_linux_{arch}.tgz",
+        module="coredns",
+        description="Where the release tarball is fetched; {version} and {arch} (amd64, arm64) are filled in.",
+    )
+    coredns_sha256: dict[Literal["amd64", "arm64"], str] = _setting(
+        {},
+        module="coredns",
+        description="sha256 of the release tarball per architecture, from the release's .tgz.sha256 files; "
+        "the host's architecture must be listed (a mismatch stops the run before anything changes).",
+        examples=[{"amd64": "<64 hex digits from coredns_1.14.7_linux_amd64.tgz.sha256>"}],
+    )
+    dns_upstreams: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = _setting(
+        [ipaddress.IPv4Address("8.8.8.8"), ipaddress.IPv4Address("8.8.4.4")],
+        module="coredns",
+        min_length=1,
+        max_length=8,
+        description="Resolvers CoreDNS forwards other names to, for this host and the Docker bridge only "
+        "(everyone else gets REFUSED); also the host's fallback in /etc/resolv.conf.",
+    )
+    dns_ttl: int = _setting(
+        300,
+        module="coredns",
+        ge=60,
+        le=86400,
+        description="TTL (seconds) of the zone's records and of negative answers.",
+    )
+    dns_nameservers: list[str] = _setting(
+        [],
+        module="coredns",
+        description="Further NS names for the zone besides ns1.DOMAIN (secondaries you run elsewhere), "
+        "as host names without a trailing dot.",
+    )
+    dns_caa_issuers: list[str] = _setting(
+        ["letsencrypt.org"],
+        module="coredns",
+        min_length=1,
+        description="CAA identities of the only CAs allowed to issue for DOMAIN and *.DOMAIN "
+        "(Let's Encrypt: letsencrypt.org); violations are reported to admin_email (iodef).",
+    )
+    dns_records: list[DnsRecord] = _setting(
+        [],
+        module="coredns",
+        description="Extra records: {'name': '@' or 'www', 'type': A|AAAA|CNAME|MX|TXT, 'value': ..., 'ttl': None}; "
+        "e.g. MX '10 mail.example.com', TXT 'v=spf1 mx -all' at '@', TXT 'v=DMARC1; p=reject' at '_dmarc'.",
+    )
+
+    # -- nginx --------------------------------------------------------------------------------
+    nginx_client_max_body_size_mb: int = _setting(
+        64,
+        module="nginx",
+        ge=1,
+        le=1024,
+        description="Largest request body (MB) nginx passes to Ganymede; gateways push whole organisation "
+        "snapshots (Ganymede's own JSON limit still applies behind it).",
+    )
+    nginx_auth_rate_per_minute: int = _setting(
+        30,
+        module="nginx",
+        ge=1,
+        le=6000,
+        description="Requests per minute one client address may make to Ganymede's sign-in and OAuth paths "
+        "(burst of a third of it); more get 429. The Docker bridge (gateways) and loopback are exempt.",
+    )
+    nginx_api_rate_per_second: int = _setting(
+        20,
+        module="nginx",
+        ge=1,
+        le=10000,
+        description="Requests per second one client address may make to the rest of Ganymede's API "
+        "(burst of three seconds' worth); more get 429. Static files have a much looser limit of their own.",
+    )
+    nginx_auth_paths: list[str] = _setting(
+        [
+            "/auth",
+            "/login",
+            "/logout",
+            "/signup",
+            "/register",
+            "/password",
+            "/oauth",
+            "/github",
+            "/gitlab",
+            "/discord",
+            "/linkedin",
+        ],
+        module="nginx",
+        min_length=1,
+        description="Path prefixes of Ganymede's sign-in, sign-up and OAuth endpoints, rate limited by "
+        "nginx_auth_rate_per_minute.",
+    )
+    nginx_csp_connect_extra: list[str] = _setting(
+        [],
+        module="nginx",
+        description="Further origins the frontend may connect to (Content-Security-Policy connect-src), "
+        "e.g. a public OTLP endpoint 'https://otlp.example.com'; https://*.DOMAIN and wss://*.DOMAIN are always allowed.",
     )
 
     # -- platform: the environment's port plan and pool (read by ganymede and gateway_pool) --
@@ -567,6 +730,96 @@ class Settings(BaseModel):
             raise ValueError("has none of schema/, migrations/, procedures/: is it a platform build's database/?")
         return str(path)
 
+    @field_validator("coredns_version")
+    @classmethod
+    def _version_is_a_release(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+\.\d+\.\d+", value):
+            raise ValueError("must be a release number like 1.14.7 (no leading v)")
+        return value
+
+    @field_validator("coredns_download_url")
+    @classmethod
+    def _url_is_a_template(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s'\"\\]+", value):
+            raise ValueError("must be an http(s) URL without spaces or quotes")
+        unknown = set(re.findall(r"{([^}]*)}", value)) - {"version", "arch"}
+        if unknown:
+            raise ValueError(f"placeholder {{{sorted(unknown)[0]}}} is unknown; only {{version}} and {{arch}} exist")
+        if "{arch}" not in value:
+            raise ValueError("must contain {arch}: each architecture has its own tarball")
+        return value
+
+    @field_validator("coredns_sha256")
+    @classmethod
+    def _checksums_are_sha256(cls, value: dict[str, str]) -> dict[str, str]:
+        for arch, digest in value.items():
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError(f"{arch}: {digest!r} is not a sha256 (64 lower case hex digits)")
+        return value
+
+    @field_validator("dns_upstreams")
+    @classmethod
+    def _upstreams_are_elsewhere(cls, upstreams: list) -> list:
+        for address in upstreams:
+            if address.is_loopback or address.is_unspecified or address.is_multicast:
+                raise ValueError(
+                    f"{address} would send CoreDNS's queries back to itself or nowhere; name real resolvers"
+                )
+        if len(set(upstreams)) != len(upstreams):
+            raise ValueError("lists the same resolver twice")
+        return upstreams
+
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _nameservers_are_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            try:
+                _check_dns_name(name)
+            except ValueError as error:
+                raise ValueError(f"{name!r} {error}") from None
+        return names
+
+    @field_validator("dns_caa_issuers")
+    @classmethod
+    def _issuers_are_domains(cls, issuers: list[str]) -> list[str]:
+        for issuer in issuers:
+            try:
+                _check_dns_name(issuer)
+            except ValueError as error:
+                raise ValueError(
+                    f"{issuer!r} is not a CA's CAA identity (a domain like letsencrypt.org): {error}"
+                ) from None
+        return issuers
+
+    @field_validator("dns_records")
+    @classmethod
+    def _records_do_not_conflict(cls, records: list[DnsRecord]) -> list[DnsRecord]:
+        names = {}
+        for record in records:
+            names.setdefault(record.name, []).append(record.type)
+        for name, types in names.items():
+            if "CNAME" in types and len(types) > 1:
+                raise ValueError(f"{name!r} has a CNAME and other records; a CNAME must be alone at its name")
+        return records
+
+    @field_validator("nginx_auth_paths")
+    @classmethod
+    def _paths_are_plain_prefixes(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not re.fullmatch(r"/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", path):
+                raise ValueError(f"{path!r} is not a path prefix like /auth (letters, digits, ._- between slashes)")
+        return paths
+
+    @field_validator("nginx_csp_connect_extra")
+    @classmethod
+    def _origins_are_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not re.fullmatch(r"(https|wss)://(\*\.)?[a-z0-9.-]+(:\d{1,5})?", origin):
+                raise ValueError(
+                    f"{origin!r} is not an https:// or wss:// origin (scheme, host, optional port; no path)"
+                )
+        return origins
+
     @model_validator(mode="after")
     def _app_connections_fit(self) -> Settings:
         if self.postgres_app_connection_limit > self.postgres_max_connections - 10:
@@ -579,6 +832,7 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _ports_do_not_clash(self) -> Settings:
         tcp = {22: "ssh", 53: "dns", 80: "http", 443: "https", 5432: "postgresql"}
+        tcp |= {port: f"coredns {what}" for what, port in COREDNS_LOOPBACK_PORTS.items()}
         wanted = [("ganymede_port", self.ganymede_port), ("gateway_build_server_port", self.gateway_build_server_port)]
         wanted += [
             (f"gateway_http_port_base+{i}", self.gateway_http_port_base + i) for i in range(self.gateway_pool_size)
@@ -610,6 +864,27 @@ class Settings(BaseModel):
     @property
     def secrets_dir(self) -> str:
         return f"/etc/holistix/{self.environment}"
+
+    @property
+    def release_dir(self) -> str:
+        """The current release of the platform (a symlink the ganymede module switches)."""
+        return f"/opt/holistix/{self.environment}/current"
+
+    @property
+    def frontend_root(self) -> str:
+        """The frontend build of the current release, as a platform build lays it out."""
+        return f"{self.release_dir}/packages/app-frontend/dist"
+
+    @property
+    def nginx_gateways_dir(self) -> str:
+        """Where Ganymede writes its per-organisation server blocks (NGINX_GATEWAYS_DIR)."""
+        return f"/etc/nginx/holistix/{self.environment}/gateways.d"
+
+    @property
+    def tls_dir(self) -> str:
+        """fullchain.pem and privkey.pem for DOMAIN and *.DOMAIN: a placeholder until the
+        letsencrypt module points them at its certificate (NGINX_SSL_CERT/KEY too)."""
+        return f"/etc/ssl/holistix/{self.domain}"
 
 
 # ------------------------------------------------------------------------------------------

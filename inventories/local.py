@@ -11,8 +11,23 @@ later runs log in as the deploy user with the operator key.
 import os
 from pathlib import Path
 
+from holistix_deploy.settings import Settings
+
 _state = Path(os.environ.get("STAGING_STATE", "/var/lib/machines/.staging"))
 _operator_key = _state / "operator_ed25519"
+# the harness's stand-ins for the internet on the bridge address (scripts/staging-host)
+_outside = os.environ.get("STAGING_NET", "10.77.0") + ".1"
+_artifacts = Path(os.environ.get("HOLISTIX_ARTIFACTS", "/var/cache/holistix-deploy/artifacts"))
+
+
+def _artifact_checksums(pattern: str) -> dict:
+    """{arch: sha256} of the locally built release tarballs (scripts/coredns-artifact), read from
+    their .sha256 files the way an operator copies them from a release page."""
+    checksums = {}
+    for sha_file in sorted(_artifacts.glob(pattern + ".sha256")):
+        digest, name = sha_file.read_text().split()
+        checksums[name.rsplit("_", 1)[1].removesuffix(".tgz")] = digest
+    return checksums
 
 
 def _host(ip_file: Path):
@@ -48,6 +63,19 @@ local = (
         # platform build's database/ directory
         "postgres_memory_mb": 2048,
         "postgres_database_dir": "tests/fixtures/database",
+        # CoreDNS from the harness's download stand-in; other names go to its stand-in resolver
+        "coredns_download_url": f"http://{_outside}:8800/coredns_{{version}}_linux_{{arch}}.tgz",
+        "coredns_sha256": _artifact_checksums(
+            f"coredns_{Settings.model_fields['coredns_version'].default}_linux_*.tgz"
+        ),
+        "dns_upstreams": [_outside],
+        "dns_records": [
+            {"name": "@", "type": "MX", "value": "10 mail.staging.holistix.test"},
+            {"name": "mail", "type": "A", "value": "192.0.2.25"},
+            {"name": "@", "type": "TXT", "value": "v=spf1 mx -all"},
+            {"name": "_dmarc", "type": "TXT", "value": "v=DMARC1; p=reject; rua=mailto:ops@staging.holistix.test"},
+            {"name": "www", "type": "CNAME", "value": "staging.holistix.test"},
+        ],
         # bans sooner than production, so the e2e proves a ban with few attempts
         "fail2ban_sshd_maxretry": 3,
         # one published container port made public on purpose (the e2e checks that only it is)

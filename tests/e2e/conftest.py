@@ -50,11 +50,19 @@ class StagingHost:
         """Run a command inside the host without SSH (as root): for reading what tests check."""
         return self.harness("exec", self.name, *command).stdout
 
+    harness_path = STAGING_HOST
+
     def pyinfra(
-        self, *args: str, deploy: str = "deploys/all.py", as_root: bool = False, from_probe: int | None = None
+        self,
+        *args: str,
+        deploy: str = "deploys/all.py",
+        as_root: bool = False,
+        from_probe: int | None = None,
+        cwd: Path = ROOT,
     ) -> PyinfraRun:
         """Run pyinfra on this host; from_probe=N runs it from the probe address $NET.N, like an
-        operator on another machine (each source address has its own SSH rate-limit budget)."""
+        operator on another machine (each source address has its own SSH rate-limit budget);
+        cwd is the project checkout to run (a modified copy, for instance)."""
         command = [sys.executable, "-m", "pyinfra", "-y", "--json", "inventories/local.py", deploy]
         command += ["--limit", self.name, *args]
         if from_probe is not None:
@@ -62,7 +70,7 @@ class StagingHost:
         if as_root:
             command += ["--user", "root", "--key", self.env["STAGING_PROVIDER_KEY"]]
         env = {**os.environ, **self.operator_secrets}
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
         return PyinfraRun(done.returncode, done.stdout, done.stderr)
 
     def settings(self):

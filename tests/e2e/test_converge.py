@@ -5,14 +5,20 @@ ports still obey the firewall."""
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 import shutil
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
+from holistix_deploy import dns
+from holistix_deploy import nginx as web
 from holistix_deploy.hardening import SSH_AUDIT_POLICY
 
 pytestmark = pytest.mark.destructive
@@ -22,6 +28,10 @@ RUNS: dict[str, list] = {}
 # provoked on purpose by one check, never blocks another
 PROBE_SCAN, PROBE_AUDIT, PROBE_ROOT, PROBE_BANNED, PROBE_LOGIN, PROBE_OPERATOR = 2, 3, 4, 5, 6, 7
 PROBE_MIGRATIONS, PROBE_RESTORE = 8, 9
+PROBE_DNS_CHANGE, PROBE_DNS_BROKEN, PROBE_DNS_RESTORE = 10, 11, 12
+PROBE_WEB, PROBE_AUTH_BURST, PROBE_STATIC_BURST, PROBE_NGINX_BROKEN, PROBE_NGINX_AGAIN = 13, 14, 15, 16, 17
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def _venv_tool(name: str) -> str:
@@ -107,6 +117,22 @@ def test_someone_left_hand_made_ufw_rules(staging_host):
     )
     assert made.returncode == 0, made.stderr
     assert "8080/tcp" in staging_host.exec("ufw", "show", "added")
+
+
+def test_systemd_resolved_holds_port_53_like_on_ubuntu(staging_host):
+    # Arrange: Ubuntu 24.04's resolver setup (resolved's stub on 127.0.0.53:53, resolv.conf a link
+    # to it); the coredns module must take port 53 over without the host losing DNS
+    made = staging_host.harness(
+        "exec",
+        staging_host.name,
+        "sh",
+        "-c",
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd-resolved >/dev/null && systemctl start systemd-resolved",
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    assert staging_host.exec("readlink", "/etc/resolv.conf").strip().endswith("stub-resolv.conf")
+    assert re.search(r"127\.0\.0\.53(%lo)?:53\s", staging_host.exec("ss", "-Hlnu")), "resolved's stub is not listening"
 
 
 def test_converge_as_the_deploy_user(staging_host):
@@ -298,12 +324,444 @@ def test_a_broken_new_migration_leaves_the_schema_as_it_was(staging_host, tmp_pa
     assert restore.returncode == 0, _report(restore)
 
 
+# -- DNS, asked from outside ------------------------------------------------------------------------
+
+
+def _dig(staging_host, *question: str) -> str:
+    """dig at the host from the probe (the internet); DNS is neither rate limited nor banned."""
+    asked = staging_host.probe("dig", "+time=2", "+tries=2", f"@{staging_host.address}", *question, addr=PROBE_SCAN)
+    assert asked.returncode == 0, asked.stderr
+    return asked.stdout
+
+
+def _serial(staging_host) -> int:
+    return int(_dig(staging_host, "+short", staging_host.settings().domain, "SOA").split()[2])
+
+
+def _served_within(staging_host, seconds: float, *question: str, expect) -> tuple[bool, float]:
+    started = time.monotonic()
+    while True:
+        if expect(_dig(staging_host, "+norec", "+short", *question)):
+            return True, time.monotonic() - started
+        if time.monotonic() - started > seconds:
+            return False, seconds
+        time.sleep(0.2)
+
+
+def test_dns_answers_authoritatively_for_every_platform_name(staging_host):
+    domain = staging_host.settings().domain
+    organisation = f"org-{uuid.uuid4()}"
+    for name in (
+        domain,
+        f"ns1.{domain}",
+        f"ganymede.{domain}",
+        f"{organisation}.{domain}",
+        f"uc-7.{organisation}.{domain}",
+    ):
+        answer = _dig(staging_host, "+norec", name, "A")
+        assert re.search(r"flags: qr aa[ ;]", answer), f"{name}: not authoritative\n{answer}"
+        assert re.search(rf"^{re.escape(name)}\.\s+\d+\s+IN\s+A\s+{re.escape(staging_host.address)}$", answer, re.M), (
+            answer
+        )
+
+
+def test_dns_serves_soa_ns_caa_and_the_extra_records(staging_host):
+    settings = staging_host.settings()
+    domain = settings.domain
+    soa = _dig(staging_host, "+short", domain, "SOA").split()
+    assert soa[0] == f"ns1.{domain}." and soa[1] == dns.soa_mailbox(settings.admin_email).replace("\\", "")
+    assert _dig(staging_host, "+short", domain, "NS").split() == [f"ns1.{domain}."]
+    caa = _dig(staging_host, "+short", domain, "CAA").splitlines()
+    assert sorted(caa) == sorted(
+        [f'0 issue "{i}"' for i in settings.dns_caa_issuers]
+        + [f'0 issuewild "{i}"' for i in settings.dns_caa_issuers]
+        + [f'0 iodef "mailto:{settings.admin_email}"']
+    )
+    assert _dig(staging_host, "+short", domain, "MX").strip() == f"10 mail.{domain}."
+    assert '"v=spf1 mx -all"' in _dig(staging_host, "+short", domain, "TXT")
+    assert "v=DMARC1" in _dig(staging_host, "+short", f"_dmarc.{domain}", "TXT")
+    assert _dig(staging_host, "+short", f"www.{domain}", "CNAME").strip() == f"{domain}."
+
+
+def test_dns_is_not_an_open_resolver(staging_host):
+    for name in ("example.org", "outside.example.org"):
+        answer = _dig(staging_host, "+rec", name, "A")
+        assert "status: REFUSED" in answer and "ANSWER: 0" in answer, answer
+
+
+def test_zone_transfers_are_refused(staging_host):
+    domain = staging_host.settings().domain
+    for kind in ("AXFR", f"IXFR={_serial(staging_host) - 1}"):
+        transfer = _dig(staging_host, "+tcp", domain, kind)
+        assert "Transfer failed." in transfer or "status: REFUSED" in transfer, transfer
+        assert not re.search(r"\sIN\s+(A|NS|TXT)\s", transfer), f"{kind} leaked records:\n{transfer}"
+
+
+def _records_with(staging_host, *extra: dict) -> str:
+    records = [record.model_dump() for record in staging_host.settings().dns_records] + list(extra)
+    return f"dns_records={json.dumps(records)}"
+
+
+def test_a_changed_record_is_served_with_a_higher_serial_without_a_restart(staging_host):
+    domain = staging_host.settings().domain
+    unit_before = staging_host.exec("systemctl", "show", "-p", "InvocationID,MainPID,NRestarts", "coredns")
+    serial_before = _serial(staging_host)
+    token = secrets.token_hex(12)
+    run = staging_host.pyinfra(
+        "--data",
+        _records_with(staging_host, {"name": "e2e-change", "type": "TXT", "value": token}),
+        deploy="deploys/coredns.py",
+        from_probe=PROBE_DNS_CHANGE,
+    )
+    assert run.returncode == 0, _report(run)
+    assert run.changed_operations(staging_host.name) == [
+        f"Ensure the zone {domain} is served (checked by named-checkzone first)"
+    ]
+    # the documented bound (README, coredns): the zone directory is rescanned every ZONE_RELOAD_SECONDS
+    served, seconds = _served_within(
+        staging_host, dns.ZONE_RELOAD_SECONDS + 1, f"e2e-change.{domain}", "TXT", expect=lambda out: token in out
+    )
+    assert served, f"the new record was not served within {dns.ZONE_RELOAD_SECONDS + 1} s"
+    print(f"new record served {seconds:.1f} s after the run")
+    assert _serial(staging_host) > serial_before
+    assert staging_host.exec("systemctl", "show", "-p", "InvocationID,MainPID,NRestarts", "coredns") == unit_before
+
+
+def test_a_zone_named_checkzone_rejects_never_replaces_the_serving_one(staging_host):
+    domain = staging_host.settings().domain
+    serial_before = _serial(staging_host)
+    # passes the settings schema, but an MX must not point at a CNAME (www is one): named-checkzone -M fail
+    run = staging_host.pyinfra(
+        "--data",
+        _records_with(staging_host, {"name": "@", "type": "MX", "value": f"20 www.{domain}"}),
+        deploy="deploys/coredns.py",
+        from_probe=PROBE_DNS_BROKEN,
+    )
+    assert run.returncode != 0
+    assert "rejected by the checker, the live file is unchanged" in run.stderr, _report(run)
+    assert "is a CNAME (illegal)" in run.stderr, _report(run)
+    time.sleep(dns.ZONE_RELOAD_SECONDS + 1)
+    assert _serial(staging_host) == serial_before
+    assert _dig(staging_host, "+short", f"e2e-change.{domain}", "TXT").strip(), "the serving zone was replaced"
+    restore = staging_host.pyinfra(deploy="deploys/coredns.py", from_probe=PROBE_DNS_RESTORE)
+    assert restore.returncode == 0, _report(restore)
+    gone, _ = _served_within(
+        staging_host, dns.ZONE_RELOAD_SECONDS + 1, f"e2e-change.{domain}", "TXT", expect=lambda out: not out.strip()
+    )
+    assert gone
+
+
+def test_dns01_challenge_records_are_served_beside_the_zone(staging_host):
+    domain = staging_host.settings().domain
+    challenges = [
+        (f"_acme-challenge.{domain}", "apex-" + secrets.token_urlsafe(16)),
+        (f"_acme-challenge.{domain}", "wildcard-" + secrets.token_urlsafe(16)),
+        (f"_acme-challenge.org-{uuid.uuid4()}.{domain}", "org-" + secrets.token_urlsafe(16)),
+    ]
+    CHALLENGES[staging_host.name] = challenges
+    for name, value in challenges:
+        added = staging_host.harness("exec", staging_host.name, dns.ACME_HELPER, "add", name, value, check=False)
+        assert added.returncode == 0, added.stderr
+        print(added.stdout.strip())
+    for name, value in challenges:
+        answer = _dig(staging_host, "+norec", name, "TXT")
+        assert re.search(r"flags: qr aa[ ;]", answer) and f'"{value}"' in answer, answer
+    # apex and wildcard share one name: both values are there at once
+    assert len(_dig(staging_host, "+norec", "+short", challenges[0][0], "TXT").split()) == 2
+
+
+CHALLENGES: dict[str, list] = {}
+
+
+# -- the web edge, asked from outside ---------------------------------------------------------------
+
+
+def test_a_release_and_ganymede_are_there_for_nginx_to_serve(staging_host):
+    # Arrange: what the ganymede module will provide: the current release's frontend build, and
+    # Ganymede listening on its loopback port (a stand-in that echoes headers and accepts WebSockets)
+    settings = staging_host.settings()
+    frontend = subprocess.run(
+        ["tar", "-C", str(FIXTURES / "frontend"), "-cf", "-", "."], capture_output=True, check=True
+    ).stdout
+    unpacked = subprocess.run(
+        [
+            str(staging_host.harness_path),
+            "exec",
+            staging_host.name,
+            "sh",
+            "-c",
+            f"mkdir -p {settings.frontend_root} && tar -C {settings.frontend_root} -xf -",
+        ],
+        input=frontend,
+        capture_output=True,
+    )
+    assert unpacked.returncode == 0, unpacked.stderr
+    stand_in = (FIXTURES / "ganymede_stand_in.py").read_text()
+    started = subprocess.run(
+        [
+            str(staging_host.harness_path),
+            "exec",
+            staging_host.name,
+            "sh",
+            "-c",
+            "cat > /usr/local/lib/ganymede-stand-in.py && systemd-run --unit ganymede-stand-in"
+            f" python3 /usr/local/lib/ganymede-stand-in.py {settings.ganymede_port}",
+        ],
+        input=stand_in.encode(),
+        capture_output=True,
+    )
+    assert started.returncode == 0, started.stderr
+
+
+def _curl(staging_host, url: str, *options: str, addr: int = PROBE_WEB) -> subprocess.CompletedProcess:
+    """curl from the probe, every platform name resolved to the host, the placeholder CA trusted."""
+    domain = staging_host.settings().domain
+    host_of = url.split("/")[2]
+    command = ["curl", "-sS", "-m", "10", "--cacert", _placeholder_ca(staging_host)]
+    command += [
+        "--resolve",
+        f"{host_of}:443:{staging_host.address}",
+        "--resolve",
+        f"{host_of}:80:{staging_host.address}",
+    ]
+    assert host_of.endswith(domain) or host_of.endswith(".example"), host_of
+    return staging_host.probe(*command, *options, url, addr=addr)
+
+
+def _placeholder_ca(staging_host) -> str:
+    path = Path(f"/tmp/{staging_host.name}-placeholder-ca.pem")
+    path.write_text(staging_host.exec("cat", f"{web.PLACEHOLDER_CA_DIR}/holistix-ca.crt"))
+    return str(path)
+
+
+def _headers(response: str) -> dict[str, str]:
+    head = response.replace("\r", "").split("\n\n", 1)[0].splitlines()
+    return {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip() for line in head[1:] if ":" in line}
+
+
+def test_http_redirects_to_https_keeping_the_name(staging_host):
+    domain = staging_host.settings().domain
+    organisation = f"org-{uuid.uuid4()}.{domain}"
+    response = _curl(staging_host, f"http://{organisation}/project/7?tab=a", "-D", "-", "-o", "/dev/null")
+    assert response.stdout.startswith("HTTP/1.1 301"), response.stdout
+    assert _headers(response.stdout)["location"] == f"https://{organisation}/project/7?tab=a"
+
+
+@pytest.mark.parametrize(
+    ("server", "path", "status"),
+    [
+        ("frontend", "/", 200),
+        ("frontend", "/assets/index-3f2a9c1b.js", 200),
+        ("frontend", "/assets/index-0000dead.js", 404),
+        ("ganymede", "/projects", 200),
+    ],
+)
+def test_every_response_carries_the_security_headers(staging_host, server, path, status):
+    settings = staging_host.settings()
+    name = settings.domain if server == "frontend" else f"ganymede.{settings.domain}"
+    response = _curl(staging_host, f"https://{name}{path}", "-D", "-", "-o", "/dev/null")
+    assert f" {status}" in response.stdout.splitlines()[0], response.stdout
+    headers = _headers(response.stdout)
+    for header, value in web.security_headers(settings, server).items():
+        assert headers.get(header.lower()) == value, f"{header} on {name}{path}"
+    assert not [h for h in headers if h.startswith("access-control-") or h == "x-xss-protection"]
+    assert headers["server"] == "nginx", "server_tokens off: no version"
+
+
+def test_organisation_blocks_get_hsts_but_may_be_framed(staging_host):
+    # Arrange: a block like the ones Ganymede writes for an organisation (platform contract 1.5)
+    settings = staging_host.settings()
+    organisation = f"org-{uuid.uuid4()}"
+    escaped_domain = settings.domain.replace(".", "\\.")
+    block = (
+        f"server {{ listen 443 ssl; server_name ~^(.+\\.)?{organisation}\\.{escaped_domain}$;"
+        f" ssl_certificate {settings.tls_dir}/fullchain.pem; ssl_certificate_key {settings.tls_dir}/privkey.pem;"
+        f" location / {{ proxy_pass http://127.0.0.1:{settings.ganymede_port}; }} }}\n"
+    )
+    path = f"{settings.nginx_gateways_dir}/{organisation}.conf"
+    written = subprocess.run(
+        [
+            str(staging_host.harness_path),
+            "exec",
+            staging_host.name,
+            "sh",
+            "-c",
+            f"cat > {path} && nginx -t -q && nginx -s reload && sleep 0.5",
+        ],
+        input=block.encode(),
+        capture_output=True,
+    )
+    assert written.returncode == 0, written.stderr
+    try:
+        # org-<uuid>.DOMAIN: the placeholder, like the wildcard certificate, covers one label only
+        response = _curl(staging_host, f"https://{organisation}.{settings.domain}/", "-D", "-", "-o", "/dev/null")
+        headers = _headers(response.stdout)
+        assert headers.get("strict-transport-security") == web.HSTS, response.stdout + response.stderr
+        assert "x-frame-options" not in headers and "content-security-policy" not in headers
+    finally:
+        staging_host.exec("sh", "-c", f"rm -f {path} && nginx -s reload")
+
+
+def test_the_frontend_caches_bundles_and_never_index_html(staging_host):
+    domain = staging_host.settings().domain
+    index = _headers(_curl(staging_host, f"https://{domain}/", "-D", "-", "-o", "/dev/null").stdout)
+    assert index["cache-control"] == "no-cache"
+    spa = _curl(staging_host, f"https://{domain}/projects/42/editor", "-D", "-")
+    assert "200" in spa.stdout.splitlines()[0] and "stand-in frontend" in spa.stdout
+    assert _headers(spa.stdout)["cache-control"] == "no-cache"
+    bundle = _headers(
+        _curl(staging_host, f"https://{domain}/assets/index-3f2a9c1b.js", "-D", "-", "-o", "/dev/null").stdout
+    )
+    assert bundle["cache-control"] == "public, max-age=31536000, immutable"
+    stale = _headers(
+        _curl(staging_host, f"https://{domain}/assets/index-0000dead.js", "-D", "-", "-o", "/dev/null").stdout
+    )
+    assert stale["clear-site-data"] == '"cache"'
+
+
+def test_text_is_compressed(staging_host):
+    domain = staging_host.settings().domain
+    response = _curl(
+        staging_host,
+        f"https://{domain}/assets/index-3f2a9c1b.js",
+        "-H",
+        "Accept-Encoding: gzip",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+    )
+    headers = _headers(response.stdout)
+    assert headers.get("content-encoding") == "gzip" and "Accept-Encoding" in headers.get("vary", "")
+
+
+def test_ganymede_gets_websockets_and_the_headers_it_trusts(staging_host):
+    domain = staging_host.settings().domain
+    upgrade = _curl(
+        staging_host,
+        f"https://ganymede.{domain}/collab/room-1?token=e2e-secret-token-value",
+        "--http1.1",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+        "-H",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    )
+    assert upgrade.stdout.startswith("HTTP/1.1 101"), upgrade.stdout + upgrade.stderr
+    assert _headers(upgrade.stdout)["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    echoed = json.loads(_curl(staging_host, f"https://ganymede.{domain}/api/whoami").stdout)
+    assert echoed["host"] == f"ganymede.{domain}" and echoed["x_forwarded_proto"] == "https"
+    assert echoed["x_real_ip"] == staging_host.address.rsplit(".", 1)[0] + f".{PROBE_WEB}"
+    logs = staging_host.exec("sh", "-c", "cat /var/log/nginx/*.log")
+    assert "e2e-secret-token-value" not in logs and "token=[redacted]" in logs
+
+
+def _status_codes(staging_host, url: str, times: int, addr: int) -> list[str]:
+    """HTTP status of `times` requests to url, one after the other, from probe address addr."""
+    requests = ["-o", "/dev/null", url] * times
+    return _curl(staging_host, url, *requests[:-1], "-w", "%{http_code}\\n", addr=addr).stdout.split()
+
+
+def test_a_burst_on_sign_in_gets_429_while_bundles_do_not(staging_host):
+    settings = staging_host.settings()
+    burst = settings.nginx_auth_rate_per_minute // 3
+    codes = _status_codes(staging_host, f"https://ganymede.{settings.domain}/login", burst + 10, PROBE_AUTH_BURST)
+    assert codes.count("429") >= 5 and set(codes) == {"200", "429"}, codes
+    bundles = _status_codes(
+        staging_host, f"https://{settings.domain}/assets/index-3f2a9c1b.js", 300, PROBE_STATIC_BURST
+    )
+    assert bundles == ["200"] * 300, "a page load's worth of bundles must never be throttled"
+    # the host itself (and the Docker bridge, by the same rule) is never limited
+    local = staging_host.exec(
+        "sh",
+        "-c",
+        f"for i in $(seq {burst + 10}); do curl -sk -o /dev/null -w '%{{http_code}}\\n'"
+        f" --resolve ganymede.{settings.domain}:443:127.0.0.1 https://ganymede.{settings.domain}/login; done",
+    ).split()
+    assert set(local) == {"200"}, local
+
+
+def test_unknown_names_are_refused(staging_host):
+    handshake = _curl(staging_host, "https://unknown.example/")
+    assert handshake.returncode == 35, "no TLS handshake for a name the host does not serve"
+    plain = staging_host.probe(
+        "curl", "-sS", "-m", "5", "-H", "Host: unknown.example", f"http://{staging_host.address}/", addr=PROBE_WEB
+    )
+    assert plain.returncode == 52, "the connection is closed without a response (444)"
+
+
+def test_tls_is_mozilla_intermediate_compliant(staging_host):
+    domain = staging_host.settings().domain
+    sslyze = _venv_tool("sslyze")
+    scan = staging_host.probe(
+        sslyze,
+        "--mozilla_config=intermediate",
+        f"--certinfo_ca_file={_placeholder_ca(staging_host)}",
+        f"{domain}:443{{{staging_host.address}}}",
+        f"ganymede.{domain}:443{{{staging_host.address}}}",
+        addr=PROBE_WEB,
+    )
+    assert scan.returncode == 0, scan.stdout[-3000:]
+    assert scan.stdout.count("OK - Compliant") == 2
+
+
+def test_gixy_finds_nothing_in_the_live_configuration(staging_host, tmp_path):
+    tree = subprocess.run(
+        [str(staging_host.harness_path), "exec", staging_host.name, "tar", "-C", "/etc/nginx", "-cf", "-", "."],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-C", str(tmp_path), "-xf", "-"], input=tree, check=True)
+    gixy = subprocess.run([_venv_tool("gixy"), str(tmp_path / "nginx.conf")], capture_output=True, text=True)
+    assert gixy.returncode == 0, gixy.stdout[-3000:]
+
+
+def test_a_broken_template_fails_the_run_and_the_site_keeps_serving(staging_host, tmp_path):
+    # Arrange: a copy of the project whose site template has a typo, as a bad edit would
+    settings = staging_host.settings()
+    copy = tmp_path / "project"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.pyc", ".pytest_cache"))
+    template = copy / "templates" / "nginx" / "site.conf.j2"
+    template.write_text(
+        template.read_text().replace("    index index.html;\n", "    index index.html;\n    indx index.html;\n", 1)
+    )
+    live_before = staging_host.exec("sha256sum", web.site_file(settings))
+    for attempt in (PROBE_NGINX_BROKEN, PROBE_NGINX_AGAIN):  # a re-run checks again: nothing was kept
+        run = staging_host.pyinfra(deploy="deploys/nginx.py", from_probe=attempt, cwd=copy)
+        assert run.returncode != 0
+        assert "nginx -t rejected the new configuration; nothing changed" in run.stderr, _report(run)
+        assert 'unknown directive "indx"' in run.stderr, _report(run)
+    assert staging_host.exec("sha256sum", web.site_file(settings)) == live_before
+    response = _curl(staging_host, f"https://{settings.domain}/", "-o", "/dev/null", "-w", "%{http_code}")
+    assert response.stdout == "200"
+
+
 def test_second_converge_changes_nothing(staging_host):
     run = staging_host.pyinfra()
     assert run.returncode == 0, _report(run)
     changed = run.changed_operations(staging_host.name)
     assert changed == [], f"a second converge changed {len(changed)} operation(s): {changed}"
     assert run.results["totals"]["success"] == 0
+
+
+def test_dns01_challenge_records_survive_a_converge_and_go_when_removed(staging_host):
+    challenges = CHALLENGES.get(staging_host.name)
+    assert challenges, "the challenge records must have been added"
+    for name, value in challenges:
+        assert f'"{value}"' in _dig(staging_host, "+short", name, "TXT"), "the converge removed a challenge"
+    for name, value in challenges:
+        removed = staging_host.harness("exec", staging_host.name, dns.ACME_HELPER, "remove", name, value, check=False)
+        assert removed.returncode == 0, removed.stderr
+        assert f'"{value}"' not in _dig(staging_host, "+short", name, "TXT")
+    leftovers = staging_host.exec("ls", "-A", dns.ZONES_DIR).split()
+    assert [entry for entry in leftovers if "_acme-challenge" in entry] == []
 
 
 # -- after a reboot -------------------------------------------------------------------------------
@@ -374,3 +832,20 @@ def test_docker_published_ports_do_not_bypass_the_firewall(staging_host):
         )
     reachable = _scan(staging_host, "-sS", "-p", f"18080,{public.ports}")
     assert reachable == {f"{public.ports}/tcp": "open"}, "only the port the inventory makes public is reachable"
+
+
+def test_containers_on_the_docker_bridge_resolve_through_coredns(staging_host):
+    # Docker (and its bridge) arrived after CoreDNS started: the bridge is trusted by subnet,
+    # so the order of the modules does not matter
+    domain = staging_host.settings().domain
+    bridge_ip = str(staging_host.settings().docker_bridge_cidr.ip)
+
+    def lookup(name: str) -> str:
+        return staging_host.exec(
+            "docker", "run", "--rm", "--dns", bridge_ip, "holistix-probe:1", "/bin/busybox", "nslookup", name, bridge_ip
+        )
+
+    assert "198.51.100.53" in lookup("outside.example.org"), "an outside name is forwarded to the upstream"
+    assert staging_host.address in lookup(f"org-{uuid.uuid4()}.{domain}")
+    refused = _dig(staging_host, "+rec", "outside.example.org", "A")
+    assert "status: REFUSED" in refused, "the same question from outside must be refused"

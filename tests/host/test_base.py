@@ -254,13 +254,28 @@ def test_fail2ban_guards_sshd(host, settings):
     assert int(maxretry) == settings.fail2ban_sshd_maxretry
 
 
-def test_no_unneeded_service_listens_outside_loopback(host, settings):
+# what may listen beyond loopback, and which programs may own it: sshd (or systemd holding
+# Ubuntu's ssh.socket), CoreDNS (the domain's name server, the Docker bridge's resolver) and nginx
+OUTSIDE_LISTENERS = {
+    ("22", "tcp"): ("sshd", "systemd"),
+    ("80", "tcp"): ("nginx",),
+    ("443", "tcp"): ("nginx",),
+    ("53", "tcp"): ("coredns",),
+    ("53", "udp"): ("coredns",),
+}
+
+
+def test_no_unneeded_service_listens_outside_loopback(host):
     with host.sudo():
-        listening = host.check_output("ss -Htuln").splitlines()
-    exposed = set()
+        listening = host.check_output("ss -Htulnp").splitlines()
+    unexpected = []
     for line in listening:
-        protocol, local = line.split()[0], line.split()[4]
+        fields = line.split()
+        protocol, local, owner = fields[0], fields[4], " ".join(fields[6:])
         address, port = local.rsplit(":", 1)
-        if address.strip("[]") not in ("127.0.0.1", "::1") and not address.startswith("127.") and "%lo" not in address:
-            exposed.add(f"{port}/{protocol}")
-    assert exposed <= {"22/tcp"}, f"unexpected listeners: {sorted(exposed - {'22/tcp'})}"
+        if address.strip("[]") in ("127.0.0.1", "::1") or address.startswith("127.") or "%lo" in address:
+            continue
+        programs = OUTSIDE_LISTENERS.get((port, protocol), ())
+        if not any(f'(("{program}"' in owner for program in programs):
+            unexpected.append(f"{port}/{protocol} {owner}")
+    assert unexpected == [], f"unexpected listeners: {unexpected}"

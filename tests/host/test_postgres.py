@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from holistix_deploy import postgres as policy
+from holistix_deploy import tls
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_postgresql_listens_on_loopback_only(host):
         ("password_encryption", "scram-sha-256"),
         ("ssl", "on"),
         ("ssl_min_protocol_version", "TLSv1.2"),
-        ("ssl_ciphers", policy.MOZILLA_INTERMEDIATE_CIPHERS),
+        ("ssl_ciphers", tls.MOZILLA_INTERMEDIATE_CIPHERS),
         ("log_connections", "on"),
         ("log_disconnections", "on"),
     ],

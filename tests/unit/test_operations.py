@@ -43,3 +43,13 @@ TestDatabaseMigrations = make_operation_tests(
 TestPostgresConfig = make_operation_tests(
     "holistix_deploy", "operations.postgres_config", FIXTURES / "operations.postgres_config"
 )
+TestCorednsRelease = make_operation_tests(
+    "holistix_deploy", "operations.coredns_release", FIXTURES / "operations.coredns_release"
+)
+TestResolvConf = make_operation_tests("holistix_deploy", "operations.resolv_conf", FIXTURES / "operations.resolv_conf")
+TestDnsServerAnswers = make_operation_tests(
+    "holistix_deploy", "operations.dns_server_answers", FIXTURES / "operations.dns_server_answers"
+)
+TestNginxConfig = make_operation_tests(
+    "holistix_deploy", "operations.nginx_config", FIXTURES / "operations.nginx_config"
+)
