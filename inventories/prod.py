@@ -32,6 +32,16 @@ vps = [
                 "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIUXAcIz21dZ+GtEcRo/duZ4Nipg8UkEPISzPBKYfxgj ops@example.com",
             ],
             "gateway_pool_size": 8,
+            # the registrar delegates DOMAIN to ns1.DOMAIN (glue 203.0.113.10): CoreDNS here answers it
+            "dns_served_publicly": True,
+            "dns_records": [
+                {"name": "@", "type": "TXT", "value": "v=spf1 -all"},
+                {"name": "_dmarc", "type": "TXT", "value": "v=DMARC1; p=reject"},
+            ],
+            # Required before deploys/coredns.py runs: the sha256 of the pinned CoreDNS release
+            # tarball for this host's architecture, copied from coredns_<version>_linux_amd64.tgz.sha256
+            # on https://github.com/coredns/coredns/releases (the README says why it is not built in):
+            # "coredns_sha256": {"amd64": "<64 hex digits>"},
         },
     ),
 ]
