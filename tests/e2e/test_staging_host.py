@@ -118,6 +118,14 @@ def test_apt_works_through_the_proxy_on_the_bridge(two_hosts):
     assert f"http://{NET}.1:3142" in harness("exec", "hxt-b", "apt-config", "dump", "Acquire::http::Proxy").stdout
 
 
+def test_the_internet_stand_ins_answer_on_the_bridge(two_hosts):
+    # the resolver a VPS's provider would give, and the release downloads GitHub would serve
+    answer = harness("exec", "hxt-a", "getent", "hosts", "outside.example.org").stdout
+    assert answer.split()[0] == "198.51.100.53"
+    listing = harness("exec", "hxt-b", "curl", "-fsS", f"http://{NET}.1:8800/").stdout
+    assert "coredns_" in listing and ".tgz.sha256" in listing
+
+
 def test_reboot_starts_a_new_boot_with_uptime_reset(two_hosts):
     boot_before = harness("exec", "hxt-a", "cat", "/proc/sys/kernel/random/boot_id").stdout
     harness("reboot", "hxt-a")
@@ -135,6 +143,6 @@ def test_destroying_the_last_host_leaves_this_machine_as_it_was(two_hosts):
         assert not Path(f"/var/lib/machines/{name}").exists()
         assert subprocess.run(["pgrep", "-f", f"_supervise {name}"], capture_output=True).returncode == 1
     assert subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode != 0
-    listeners = subprocess.run(["ss", "-Hltn", f"src {NET}.1"], capture_output=True, text=True).stdout
-    assert listeners.strip() == "", "the apt proxy of the bridge is still listening"
+    listeners = subprocess.run(["ss", "-Hltun", f"src {NET}.1"], capture_output=True, text=True).stdout
+    assert listeners.strip() == "", f"a stand-in of the bridge (apt proxy, resolver, downloads) still listens: {listeners}"
     assert after == before
