@@ -144,5 +144,7 @@ def test_destroying_the_last_host_leaves_this_machine_as_it_was(two_hosts):
         assert subprocess.run(["pgrep", "-f", f"_supervise {name}"], capture_output=True).returncode == 1
     assert subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode != 0
     listeners = subprocess.run(["ss", "-Hltun", f"src {NET}.1"], capture_output=True, text=True).stdout
-    assert listeners.strip() == "", f"a stand-in of the bridge (apt proxy, resolver, downloads) still listens: {listeners}"
+    assert listeners.strip() == "", (
+        f"a stand-in of the bridge (apt proxy, resolver, downloads) still listens: {listeners}"
+    )
     assert after == before
