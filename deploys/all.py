@@ -9,5 +9,5 @@ from holistix_deploy.settings import load_settings
 
 load_settings(host)  # refuse bad settings before the first module prepares anything
 
-for module in ("base", "firewall", "postgres", "coredns", "nginx"):
+for module in ("base", "firewall", "postgres", "coredns", "nginx", "letsencrypt"):
     local.include(f"deploys/{module}.py")

@@ -103,6 +103,24 @@ nginx_auth_paths = ['/auth', '/login', '/logout', '/signup', '/register', '/pass
 # nginx: Further origins the frontend may connect to (Content-Security-Policy connect-src), e.g. a public OTLP endpoint 'https://otlp.example.com'; https://*.DOMAIN and wss://*.DOMAIN are always allowed.
 nginx_csp_connect_extra = []
 
+# letsencrypt: ACME CA issuing DOMAIN and *.DOMAIN: 'letsencrypt' (production), 'letsencrypt-staging', or the https URL of any ACME directory. The account is admin_email.
+acme_directory = 'letsencrypt'
+
+# letsencrypt: PEM file, on the machine that runs pyinfra, of the CA that signs the ACME directory's own HTTPS certificate, for a private ACME server (tests); None trusts the system's CAs.
+acme_directory_ca_file = None
+
+# letsencrypt: Where DNS-01 challenge records go: 'coredns' (this host is the domain's name server) or 'cloudflare' (the zone is hosted at Cloudflare; needs HOLISTIX_DNS_API_TOKEN, Zone:DNS:Edit).
+acme_dns_provider = 'coredns'
+
+# letsencrypt: Base URL of the Cloudflare API for the cloudflare provider; None is Cloudflare's own (set only to test against a stand-in).
+acme_cloudflare_api_url = None
+
+# letsencrypt: Seconds certbot waits after writing a challenge record at Cloudflare before asking the CA.
+acme_cloudflare_propagation_seconds = 10
+
+# letsencrypt: Organisation ids whose *.org-<uuid>.DOMAIN (the names of their user containers) join the certificate; organisations added on the host with holistix-certificate are kept as well.
+acme_organisations = []
+
 # platform: Address/prefix of Docker's default bridge (docker0): gateways reach the host's DNS, build server and HTTPS there.
 docker_bridge_cidr = '172.17.0.1/16'
 

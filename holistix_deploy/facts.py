@@ -260,3 +260,53 @@ class NginxVersion(FactBase):
     def process(self, output):
         match = re.search(r"(\d+)\.(\d+)\.\d+", " ".join(output))
         return (int(match[1]), int(match[2])) if match else None
+
+
+class AcmeCertificate(FactBase):
+    """The live certificate certbot keeps for a domain: its names, whether it is valid 30 more
+    days, whether ``tls_dir`` (where nginx reads it) links to it, and the CA and DNS-01 method
+    its renewals will use; None when there is none.
+
+    .. code:: python
+
+        {"names": ["*.app.example.com", "app.example.com"], "fresh": True, "linked": True,
+         "server": "https://acme-v02.api.letsencrypt.org/directory", "authenticator": "manual"}
+    """
+
+    def command(self, domain: str, tls_dir: str) -> str:
+        live = f"/etc/letsencrypt/live/{domain}"
+        linked = " && ".join(
+            f'[ "$(readlink -f {tls_dir}/{name})" = "$(readlink -f {live}/{name})" ]'
+            for name in ("fullchain.pem", "privkey.pem")
+        )
+        return (
+            f"if [ -f {live}/cert.pem ]; then"
+            f" openssl x509 -noout -ext subjectAltName -in {live}/cert.pem | tail -n +2;"
+            f" openssl x509 -checkend 2592000 -noout -in {live}/cert.pem >/dev/null && echo fresh=yes || echo fresh=no;"
+            f" {linked} && echo linked=yes || echo linked=no;"
+            f" grep -E '^(server|authenticator) = ' /etc/letsencrypt/renewal/{domain}.conf;"
+            " else echo absent; fi"
+        )
+
+    def process(self, output):
+        text = "\n".join(output)
+        if text.strip() == "absent":
+            return None
+        renewal = dict(re.findall(r"^(server|authenticator) = (\S+)$", text, re.M))
+        return {
+            "names": sorted(re.findall(r"DNS:([^,\s]+)", text)),
+            "fresh": "fresh=yes" in text,
+            "linked": "linked=yes" in text,
+            "server": renewal.get("server"),
+            "authenticator": renewal.get("authenticator"),
+        }
+
+
+class NeedsRefresh(FactBase):
+    """Whether ``target`` is missing or older than ``source`` (made from it on the host)."""
+
+    def command(self, target: str, source: str) -> str:
+        return f"if [ -e {target} ] && ! [ {source} -nt {target} ]; then echo fresh; else echo stale; fi"
+
+    def process(self, output):
+        return "stale" in output

@@ -778,3 +778,29 @@ def nginx_config(files: dict[str, str], absent: list[str] = (), candidate_dir: s
         " the previous one is back' >&2; rm -rf " + work + "; exit 1; }"
     )
     yield StringCommand(f"rm -rf {work} && " + _drop_previous(targets).get_raw_value())
+
+
+CERTIFICATE_HELPER = "/usr/local/sbin/holistix-certificate"
+
+
+@operation()
+def acme_certificate(domain: str, names: list[str], tls_dir: str, server: str, authenticator: str):
+    """
+    Have the platform's certificate hold exactly ``names``, from ``server`` by ``authenticator``,
+    valid 30 more days and linked into ``tls_dir``; otherwise ask holistix-certificate to issue
+    it (it checks the DNS side before it calls the CA).
+
+    + domain: the certificate's name (certbot's lineage), DOMAIN
+    + names: every name it must hold (DOMAIN, *.DOMAIN, *.org-<uuid>.DOMAIN ...)
+    + tls_dir: where nginx reads fullchain.pem and privkey.pem
+    + server: the ACME directory URL its renewals must use
+    + authenticator: certbot's DNS-01 method, ``manual`` (CoreDNS hooks) or ``dns-cloudflare``
+    """
+    from holistix_deploy.facts import AcmeCertificate
+
+    live = host.get_fact(AcmeCertificate, domain=domain, tls_dir=tls_dir)
+    wanted = {"names": sorted(names), "fresh": True, "linked": True, "server": server, "authenticator": authenticator}
+    if live == wanted:
+        host.noop(f"the certificate for {domain} holds its {len(names)} names and is valid 30 more days")
+        return
+    yield StringCommand(CERTIFICATE_HELPER, "issue", "--force")

@@ -14,6 +14,7 @@ import difflib
 import ipaddress
 import re
 import struct
+import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,7 +23,7 @@ from pyinfra.api.exceptions import PyinfraError
 from holistix_deploy.secrets import OPERATOR_SECRETS, OperatorSecretError, read_operator_secrets
 
 # Module names a setting can belong to; "core" is read by several modules.
-MODULES = ("core", "base", "firewall", "postgres", "coredns", "nginx", "platform")
+MODULES = ("core", "base", "firewall", "postgres", "coredns", "nginx", "letsencrypt", "platform")
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -193,6 +194,13 @@ SSHD_MANAGED_KEYWORDS = frozenset(
 )
 _COMMENT = re.compile(r"^[A-Za-z0-9 ._:/+-]{1,60}$")
 _PORTS = re.compile(r"^(\d{1,5})(?::(\d{1,5}))?$")
+# ACME directories known by name; any other https URL is taken as it is
+ACME_DIRECTORIES = {
+    "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
+    "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+}
+# names one certificate may hold (Let's Encrypt's limit)
+ACME_MAX_NAMES = 100
 # CoreDNS's own loopback listeners (health, readiness, Prometheus metrics)
 COREDNS_LOOPBACK_PORTS = {"health": 8080, "ready": 8181, "metrics": 9153}
 _SIZE = re.compile(r"^[1-9]\d*[KMG]$")
@@ -550,6 +558,45 @@ class Settings(BaseModel):
         "e.g. a public OTLP endpoint 'https://otlp.example.com'; https://*.DOMAIN and wss://*.DOMAIN are always allowed.",
     )
 
+    # -- letsencrypt --------------------------------------------------------------------------
+    acme_directory: str = _setting(
+        "letsencrypt",
+        module="letsencrypt",
+        description="ACME CA issuing DOMAIN and *.DOMAIN: 'letsencrypt' (production), 'letsencrypt-staging', "
+        "or the https URL of any ACME directory. The account is admin_email.",
+    )
+    acme_directory_ca_file: str | None = _setting(
+        None,
+        module="letsencrypt",
+        description="PEM file, on the machine that runs pyinfra, of the CA that signs the ACME directory's own "
+        "HTTPS certificate, for a private ACME server (tests); None trusts the system's CAs.",
+    )
+    acme_dns_provider: Literal["coredns", "cloudflare"] = _setting(
+        "coredns",
+        module="letsencrypt",
+        description="Where DNS-01 challenge records go: 'coredns' (this host is the domain's name server) or "
+        "'cloudflare' (the zone is hosted at Cloudflare; needs HOLISTIX_DNS_API_TOKEN, Zone:DNS:Edit).",
+    )
+    acme_cloudflare_api_url: str | None = _setting(
+        None,
+        module="letsencrypt",
+        description="Base URL of the Cloudflare API for the cloudflare provider; None is Cloudflare's own "
+        "(set only to test against a stand-in).",
+    )
+    acme_cloudflare_propagation_seconds: int = _setting(
+        10,
+        module="letsencrypt",
+        ge=1,
+        le=600,
+        description="Seconds certbot waits after writing a challenge record at Cloudflare before asking the CA.",
+    )
+    acme_organisations: list[uuid.UUID] = _setting(
+        [],
+        module="letsencrypt",
+        description="Organisation ids whose *.org-<uuid>.DOMAIN (the names of their user containers) join the "
+        "certificate; organisations added on the host with holistix-certificate are kept as well.",
+    )
+
     # -- platform: the environment's port plan and pool (read by ganymede and gateway_pool) --
     ganymede_port: int = _setting(
         6010,
@@ -820,6 +867,43 @@ class Settings(BaseModel):
                 )
         return origins
 
+    @field_validator("acme_directory")
+    @classmethod
+    def _directory_is_known_or_a_url(cls, value: str) -> str:
+        if value not in ACME_DIRECTORIES and not re.fullmatch(r"https://[^\s'\"\\]+", value):
+            raise ValueError("must be 'letsencrypt', 'letsencrypt-staging' or an https:// URL of an ACME directory")
+        return value
+
+    @field_validator("acme_directory_ca_file")
+    @classmethod
+    def _ca_file_exists_here(cls, value: str | None) -> str | None:
+        from pathlib import Path
+
+        if value is not None and "-----BEGIN CERTIFICATE-----" not in (
+            Path(value).read_text() if Path(value).is_file() else ""
+        ):
+            raise ValueError("is not a PEM certificate file on the machine that runs pyinfra")
+        return value
+
+    @field_validator("acme_cloudflare_api_url")
+    @classmethod
+    def _api_url_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s'\"\\]+", value):
+            raise ValueError("must be an http(s) URL like https://api.cloudflare.com/client/v4")
+        return value
+
+    @field_validator("acme_organisations")
+    @classmethod
+    def _organisations_fit_one_certificate(cls, organisations: list) -> list:
+        if len(set(organisations)) != len(organisations):
+            raise ValueError("lists the same organisation twice")
+        if len(organisations) > ACME_MAX_NAMES - 2:
+            raise ValueError(
+                f"lists {len(organisations)} organisations; one certificate holds {ACME_MAX_NAMES} names, "
+                f"DOMAIN and *.DOMAIN take 2, so at most {ACME_MAX_NAMES - 2}"
+            )
+        return organisations
+
     @model_validator(mode="after")
     def _app_connections_fit(self) -> Settings:
         if self.postgres_app_connection_limit > self.postgres_max_connections - 10:
@@ -864,6 +948,10 @@ class Settings(BaseModel):
     @property
     def secrets_dir(self) -> str:
         return f"/etc/holistix/{self.environment}"
+
+    @property
+    def acme_directory_url(self) -> str:
+        return ACME_DIRECTORIES.get(self.acme_directory, self.acme_directory)
 
     @property
     def release_dir(self) -> str:

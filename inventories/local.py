@@ -17,6 +17,7 @@ _state = Path(os.environ.get("STAGING_STATE", "/var/lib/machines/.staging"))
 _operator_key = _state / "operator_ed25519"
 # the harness's stand-ins for the internet on the bridge address (scripts/staging-host)
 _outside = os.environ.get("STAGING_NET", "10.77.0") + ".1"
+_acme_ca = Path("/run/holistix-staging") / os.environ.get("STAGING_BRIDGE", "hxstg0") / "acme" / "ca.pem"
 _artifacts = Path(os.environ.get("HOLISTIX_ARTIFACTS", "/var/cache/holistix-deploy/artifacts"))
 
 
@@ -30,11 +31,20 @@ def _artifact_checksums(pattern: str) -> dict:
     return checksums
 
 
+def _acme(address: str) -> dict:
+    """The host's own stand-in for Let's Encrypt (a pebble asking this host's DNS server)."""
+    if not _acme_ca.exists():
+        return {}
+    port = 14000 + int(address.rsplit(".", 1)[1])
+    return {"acme_directory": f"https://{_outside}:{port}/dir", "acme_directory_ca_file": str(_acme_ca)}
+
+
 def _host(ip_file: Path):
     address = ip_file.read_text().strip()
     return (
         ip_file.stem,
         {
+            **_acme(address),
             "ssh_hostname": address,
             "ssh_user": "deploy",
             "ssh_key": str(_operator_key),

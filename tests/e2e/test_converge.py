@@ -6,6 +6,7 @@ ports still obey the firewall."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shutil
@@ -30,6 +31,7 @@ PROBE_SCAN, PROBE_AUDIT, PROBE_ROOT, PROBE_BANNED, PROBE_LOGIN, PROBE_OPERATOR =
 PROBE_MIGRATIONS, PROBE_RESTORE = 8, 9
 PROBE_DNS_CHANGE, PROBE_DNS_BROKEN, PROBE_DNS_RESTORE = 10, 11, 12
 PROBE_WEB, PROBE_AUTH_BURST, PROBE_STATIC_BURST, PROBE_NGINX_BROKEN, PROBE_NGINX_AGAIN = 13, 14, 15, 16, 17
+PROBE_ACME_DNS_DOWN, PROBE_ACME_CLOUDFLARE, PROBE_ACME_RESTORE = 18, 19, 20
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -529,9 +531,22 @@ def _curl(staging_host, url: str, *options: str, addr: int = PROBE_WEB) -> subpr
 
 
 def _placeholder_ca(staging_host) -> str:
-    path = Path(f"/tmp/{staging_host.name}-placeholder-ca.pem")
-    path.write_text(staging_host.exec("cat", f"{web.PLACEHOLDER_CA_DIR}/holistix-ca.crt"))
+    """A bundle of what a client of this host must trust: the placeholder CA nginx starts with
+    and the stand-in Let's Encrypt's root (pebble makes a new one each time it starts)."""
+    path = Path(f"/tmp/{staging_host.name}-trusted.pem")
+    path.write_text(staging_host.exec("cat", f"{web.PLACEHOLDER_CA_DIR}/holistix-ca.crt") + _pebble_root(staging_host))
     return str(path)
+
+
+def _pebble_root(staging_host, management: str | None = None) -> str:
+    management = management or staging_host.env["STAGING_ACME_MANAGEMENT"]
+    fetched = subprocess.run(
+        ["curl", "-fsS", "--cacert", staging_host.env["STAGING_ACME_CA"], f"{management}/roots/0"],
+        capture_output=True,
+        text=True,
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    return fetched.stdout
 
 
 def _headers(response: str) -> dict[str, str]:
@@ -741,6 +756,198 @@ def test_a_broken_template_fails_the_run_and_the_site_keeps_serving(staging_host
     assert staging_host.exec("sha256sum", web.site_file(settings)) == live_before
     response = _curl(staging_host, f"https://{settings.domain}/", "-o", "/dev/null", "-w", "%{http_code}")
     assert response.stdout == "200"
+
+
+# -- certificates from the stand-in Let's Encrypt (pebble, asking this host's CoreDNS) ---------------
+
+
+def _served_certificate(staging_host, name: str, ca_file: str) -> dict:
+    """What nginx presents for name, seen from outside: names, serial, issuer, verification."""
+    shown = staging_host.probe(
+        "sh",
+        "-c",
+        f"echo | openssl s_client -connect {staging_host.address}:443 -servername {name} -CAfile {ca_file} 2>/dev/null"
+        " | tee /dev/stderr | openssl x509 -noout -serial -issuer -ext subjectAltName",
+        addr=PROBE_WEB,
+    )
+    return {
+        "names": sorted(re.findall(r"DNS:([^,\s]+)", shown.stdout)),
+        "serial": re.search(r"serial=(\w+)", shown.stdout)[1],
+        "issuer": re.search(r"issuer=(.+)", shown.stdout)[1],
+        "verified": "Verify return code: 0 (ok)" in shown.stderr,
+    }
+
+
+def test_the_wildcard_certificate_is_issued_by_dns01_and_served(staging_host, tmp_path):
+    domain = staging_host.settings().domain
+    root = tmp_path / "pebble-root.pem"
+    root.write_text(_pebble_root(staging_host))
+    served = _served_certificate(staging_host, f"ganymede.{domain}", str(root))
+    assert served["verified"], "the chain does not lead to the stand-in Let's Encrypt's root"
+    assert served["names"] == sorted([domain, f"*.{domain}"])
+    assert "Pebble Intermediate" in served["issuer"]
+    links = staging_host.exec("sh", "-c", f"readlink {staging_host.settings().tls_dir}/*.pem")
+    assert links.split() == [
+        f"/etc/letsencrypt/live/{domain}/fullchain.pem",
+        f"/etc/letsencrypt/live/{domain}/privkey.pem",
+    ]
+    keys = staging_host.exec("sh", "-c", f"stat -c '%a %U' /etc/letsencrypt/archive/{domain}/privkey*.pem").split("\n")
+    assert {line for line in keys if line} == {"600 root"}
+
+
+def test_a_forced_renewal_goes_through_the_stored_hooks_and_nginx_serves_it(staging_host, tmp_path):
+    domain = staging_host.settings().domain
+    root = tmp_path / "pebble-root.pem"
+    root.write_text(_pebble_root(staging_host))
+    before = _served_certificate(staging_host, domain, str(root))
+    # what certbot.timer runs, forced, with the timer service's environment: the renewal
+    # configuration alone drives the DNS-01 hooks and the deploy hook
+    renewed = staging_host.harness(
+        "exec",
+        staging_host.name,
+        "sh",
+        "-c",
+        "env $(systemctl show certbot.service -p Environment --value)"
+        " certbot renew --force-renewal --no-random-sleep-on-renew",
+        check=False,
+    )
+    assert renewed.returncode == 0, renewed.stdout[-2000:] + renewed.stderr[-2000:]
+    assert "certbot-deploy: nginx serves" in renewed.stdout + renewed.stderr
+    after = _served_certificate(staging_host, domain, str(root))
+    assert after["verified"] and after["serial"] != before["serial"]
+    live_serial = staging_host.exec(
+        "openssl", "x509", "-noout", "-serial", "-in", f"/etc/letsencrypt/live/{domain}/cert.pem"
+    )
+    assert live_serial.strip() == f"serial={after['serial']}"
+
+
+def test_with_dns_down_the_module_stops_before_asking_the_ca(staging_host):
+    settings = staging_host.settings()
+    pebble_log = staging_host.env["STAGING_ACME_CA"].replace("ca.pem", f"pebble-{staging_host.name}.log")
+    orders_before = Path(pebble_log).read_text().count("POST /order-plz")
+    staging_host.exec("systemctl", "stop", "coredns")
+    try:
+        # a new organisation: the names change, so the module must issue
+        run = staging_host.pyinfra(
+            "--data",
+            f'acme_organisations=["{uuid.uuid4()}"]',
+            deploy="deploys/letsencrypt.py",
+            from_probe=PROBE_ACME_DNS_DOWN,
+        )
+    finally:
+        staging_host.exec("systemctl", "start", "coredns")
+    assert run.returncode != 0
+    assert f"does not answer for {settings.domain} authoritatively; not asking the CA" in run.stderr, _report(run)
+    assert Path(pebble_log).read_text().count("POST /order-plz") == orders_before, "the CA was asked anyway"
+
+
+def test_an_organisation_added_on_the_host_gets_its_user_container_names(staging_host, tmp_path):
+    settings = staging_host.settings()
+    organisation = str(uuid.uuid4())
+    added = staging_host.harness(
+        "exec", staging_host.name, "holistix-certificate", "add-organisation", organisation, check=False
+    )
+    assert added.returncode == 0, added.stderr
+    ORGANISATIONS[staging_host.name] = organisation
+    root = tmp_path / "pebble-root.pem"
+    root.write_text(_pebble_root(staging_host))
+    user_container = f"uc-1.org-{organisation}.{settings.domain}"
+    served = _served_certificate(staging_host, settings.domain, str(root))
+    assert f"*.org-{organisation}.{settings.domain}" in served["names"]
+    # a Ganymede-style block for the organisation, then a user container's name verifies
+    escaped_domain = settings.domain.replace(".", "\\.")
+    block = (
+        f"server {{ listen 443 ssl; server_name ~^(.+\\.)?org-{organisation}\\.{escaped_domain}$;"
+        f" ssl_certificate {settings.tls_dir}/fullchain.pem; ssl_certificate_key {settings.tls_dir}/privkey.pem;"
+        f" location / {{ proxy_pass http://127.0.0.1:{settings.ganymede_port}; }} }}\n"
+    )
+    path = f"{settings.nginx_gateways_dir}/org-{organisation}.conf"
+    written = subprocess.run(
+        [str(staging_host.harness_path), "exec", staging_host.name, "sh", "-c", f"cat > {path} && nginx -s reload"],
+        input=block.encode(),
+        capture_output=True,
+    )
+    assert written.returncode == 0, written.stderr
+    time.sleep(0.5)
+    answer = staging_host.probe(
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--cacert",
+        str(root),
+        "--resolve",
+        f"{user_container}:443:{staging_host.address}",
+        f"https://{user_container}/",
+        addr=PROBE_WEB,
+    )
+    assert answer.returncode == 0, f"TLS for {user_container} does not verify: {answer.stderr}"
+
+
+def test_cloudflare_mode_issues_through_the_api_with_the_operators_token(staging_host, tmp_path):
+    # Arrange: a second stand-in CA that asks a mock DNS server, which a stand-in of Cloudflare's
+    # API fills; the module is pointed at both for one run
+    settings = staging_host.settings()
+    bridge = staging_host.env["STAGING_ACME_DIRECTORY"].split("//")[1].split(":")[0]
+    acme_dir = Path(staging_host.env["STAGING_ACME_CA"]).parent
+    token = staging_host.operator_secrets["HOLISTIX_DNS_API_TOKEN"]
+    config = tmp_path / "pebble.json"
+    config.write_text(json.dumps({"pebble": {
+        "listenAddress": f"{bridge}:14001", "managementListenAddress": f"{bridge}:15001",
+        "certificate": str(acme_dir / "server.pem"), "privateKey": str(acme_dir / "server.key"),
+        "httpPort": 5002, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": False,
+        "certificateValidityPeriod": 7776000,
+    }}))  # fmt: skip
+    pebble_env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
+    api_log = tmp_path / "fake-cloudflare.log"
+    with api_log.open("w") as api_log_file:
+        started = [
+            subprocess.Popen(
+                ["pebble-challtestsrv", "-dns01", f"{bridge}:8053", "-management", f"{bridge}:8055",
+                 "-http01", "", "-https01", "", "-tlsalpn01", ""],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ),
+            subprocess.Popen(
+                ["pebble", "-config", str(config), "-dnsserver", f"{bridge}:8053"],
+                env=pebble_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ),
+            subprocess.Popen(
+                [sys.executable, str(FIXTURES / "fake_cloudflare.py"), bridge, "18080", settings.domain, token,
+                 f"http://{bridge}:8055"],
+                stdout=subprocess.DEVNULL, stderr=api_log_file,
+            ),
+        ]  # fmt: skip
+        try:
+            time.sleep(1.5)
+            run = staging_host.pyinfra(
+                "--data", "acme_dns_provider=cloudflare",
+                "--data", f"acme_cloudflare_api_url=http://{bridge}:18080/client/v4",
+                "--data", f"acme_directory=https://{bridge}:14001/dir",
+                "--data", "acme_cloudflare_propagation_seconds=1",
+                deploy="deploys/letsencrypt.py", from_probe=PROBE_ACME_CLOUDFLARE,
+            )  # fmt: skip
+            assert run.returncode == 0, _report(run)
+            api_calls = api_log.read_text()
+            assert "POST /client/v4/zones/" in api_calls and "DELETE /client/v4/zones/" in api_calls
+            root = tmp_path / "cloudflare-mode-root.pem"
+            root.write_text(_pebble_root(staging_host, management=f"https://{bridge}:15001"))
+            served = _served_certificate(staging_host, settings.domain, str(root))
+            assert served["verified"], "nginx does not serve the certificate issued through Cloudflare"
+            credentials = staging_host.exec("stat", "-c", "%a %U", f"{settings.secrets_dir}/cloudflare.ini").strip()
+            assert credentials == "600 root"
+        finally:
+            for process in started:
+                process.terminate()
+                process.wait(timeout=10)
+    # back to this host's CoreDNS and its own CA, as the inventory says
+    restore = staging_host.pyinfra(deploy="deploys/letsencrypt.py", from_probe=PROBE_ACME_RESTORE)
+    assert restore.returncode == 0, _report(restore)
+    assert "cloudflare.ini" not in staging_host.exec("ls", settings.secrets_dir)
+
+
+ORGANISATIONS: dict[str, str] = {}
 
 
 def test_second_converge_changes_nothing(staging_host):

@@ -53,3 +53,6 @@ TestDnsServerAnswers = make_operation_tests(
 TestNginxConfig = make_operation_tests(
     "holistix_deploy", "operations.nginx_config", FIXTURES / "operations.nginx_config"
 )
+TestAcmeCertificate = make_operation_tests(
+    "holistix_deploy", "operations.acme_certificate", FIXTURES / "operations.acme_certificate"
+)
