@@ -16,10 +16,11 @@ Restarts coredns only when its binary or unit changed; reloads it when the Coref
 
 import datetime
 import json
+import re
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.facts.files import Link
+from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Arch
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import apt, files, server, systemd
@@ -63,13 +64,6 @@ server.user(
 for directory in (dns.CONFIG_DIR, dns.ZONES_DIR):
     files.directory(name=f"Ensure {directory} exists", path=directory, user="root", group="root", mode="0755")
 
-release = coredns_release(
-    name=f"Ensure CoreDNS {settings.coredns_version} ({arch}) is installed, checked against its sha256",
-    version=settings.coredns_version,
-    url=settings.coredns_download_url.format(version=settings.coredns_version, arch=arch),
-    sha256=checksum,
-    binary=dns.BINARY,
-)
 for helper, source in ((dns.CHECK_HELPER, "check_corefile.sh"), (dns.ACME_HELPER, "acme_dns.py")):
     files.put(
         name=f"Ensure the helper {helper} is installed",
@@ -77,6 +71,16 @@ for helper, source in ((dns.CHECK_HELPER, "check_corefile.sh"), (dns.ACME_HELPER
         dest=helper,
         mode="0755",
     )
+release = coredns_release(
+    name=f"Ensure CoreDNS {settings.coredns_version} ({arch}) is installed, checked against its sha256",
+    version=settings.coredns_version,
+    url=settings.coredns_download_url.format(version=settings.coredns_version, arch=arch),
+    sha256=checksum,
+    binary=dns.BINARY,
+    # a new release must load the Corefile that is live now, or it is not installed
+    check_command=f"if [ -f {dns.COREFILE} ]; then {dns.CHECK_HELPER} {dns.COREFILE}"
+    f" {COREDNS_LOOPBACK_PORTS['ready']} {{binary}}; fi",
+)
 acme_config = {
     "domain": domain,
     "zones_dir": dns.ZONES_DIR,
@@ -112,12 +116,11 @@ validated_file(
 
 # -- port 53: systemd-resolved's stub steps aside, without the host losing DNS -------------------
 if "systemd-resolved.service" in host.get_fact(SystemdStatus):
-    resolv_link = host.get_fact(Link, path="/etc/resolv.conf")
-    if resolv_link and resolv_link["link_target"].endswith("stub-resolv.conf"):
-        files.link(
+    resolv_conf_text = "\n".join(host.get_fact(FileContents, path="/etc/resolv.conf") or [])
+    if re.search(r"^nameserver\s+127\.0\.0\.53\b", resolv_conf_text, re.M):
+        server.shell(
             name="Ensure the host asks resolved's upstream servers directly while the stub goes away",
-            path="/etc/resolv.conf",
-            target="/run/systemd/resolve/resolv.conf",
+            commands=["ln -sfn /run/systemd/resolve/resolv.conf /etc/resolv.conf"],
         )
     no_stub = files.put(
         name="Ensure systemd-resolved leaves port 53 to CoreDNS",

@@ -34,6 +34,15 @@ ORGANISATIONS_FILE = f"{ACME_DIR}/organisations"
 CHALLENGE_HOOK = "/usr/local/lib/holistix/certbot-dns-coredns"
 DEPLOY_HOOK = "/usr/local/lib/holistix/certbot-deploy"
 cloudflare = settings.acme_dns_provider == "cloudflare"
+if not cloudflare and not settings.dns_served_publicly:
+    raise SettingsError(
+        host.name,
+        [
+            "acme_dns_provider = 'coredns': the CA must reach this host's DNS, but dns_served_publicly is False "
+            "(port 53 stays closed); delegate the domain to this host and set dns_served_publicly = True, "
+            "or use acme_dns_provider = 'cloudflare'"
+        ],
+    )
 token_file = f"{settings.secrets_dir}/dns_api_token"
 token = os.environ.get("HOLISTIX_DNS_API_TOKEN", "")
 if cloudflare and not token and not host.get_fact(File, path=token_file):

@@ -355,6 +355,10 @@ def ufw_rules_block(path: str, block: str, marker: str):
     begin, end = f"# BEGIN {marker}", f"# END {marker}"
     wanted = [begin, *block.rstrip("\n").splitlines(), end]
     lines = host.get_fact(FileContents, path=path)
+    if lines is None and not host.state.is_executing:
+        # planning a run (without -y) before the operation that installs ufw has run
+        host.noop(f"{path} is read when the run executes")
+        return
     if lines is None:
         raise OperationError(f"{path} does not exist (is ufw installed?)")
     if begin in lines and end in lines and lines[lines.index(begin) : lines.index(end) + 1] == wanted:
@@ -623,7 +627,9 @@ def prove_ssh_access(change: str):
 
 
 @operation()
-def coredns_release(version: str, url: str, sha256: str, binary: str = "/usr/local/bin/coredns"):
+def coredns_release(
+    version: str, url: str, sha256: str, binary: str = "/usr/local/bin/coredns", check_command: str | None = None
+):
     """
     Install a CoreDNS release tarball's binary, verified by its sha256, when the installed
     binary reports another version (or there is none).
@@ -631,10 +637,12 @@ def coredns_release(version: str, url: str, sha256: str, binary: str = "/usr/loc
     + version: release, e.g. ``1.14.7``; the binary must report ``CoreDNS-<version>``
     + url: the release tarball (one member, ``coredns``)
     + sha256: the tarball's published checksum
-    + binary: where it is installed (root 0755)
+    + binary: where it is installed (root 0755); the one it replaces is kept as ``<binary>.previous``
+    + check_command: run with ``{binary}`` = the new binary when a configuration is live; it
+      must accept that configuration (a new release that cannot load it is not installed)
 
-    A checksum mismatch, a damaged tarball or a binary reporting another version fails the
-    run before the installed binary is touched.
+    A checksum mismatch, a damaged tarball, a binary reporting another version or one that
+    rejects the live configuration fails the run before the installed binary is touched.
 
     **Example:**
 
@@ -655,16 +663,25 @@ def coredns_release(version: str, url: str, sha256: str, binary: str = "/usr/loc
     work, q_binary, q_url = "/var/tmp/holistix-coredns-release", shlex.quote(binary), shlex.quote(url)
     give_up = f"rm -rf {work}; exit 1"
     yield StringCommand(f"rm -rf {work} && mkdir -m 0700 {work} && curl -fsSL --retry 2 -o {work}/release.tgz {q_url}")
+    mismatch = shlex.quote(f"checksum mismatch for {url}: expected {sha256}, got ")
     yield StringCommand(
         f'actual=$(sha256sum < {work}/release.tgz | cut -c1-64); if [ "$actual" != {sha256} ]; then'
-        f' echo "checksum mismatch for {url}: expected {sha256}, got $actual; nothing was installed" >&2; {give_up}; fi'
+        f' echo {mismatch}"$actual; nothing was installed" >&2; {give_up}; fi'
     )
+    wrong = shlex.quote(f"the tarball from {url} does not hold CoreDNS {version}; nothing was installed")
     yield StringCommand(
         f"tar -xzf {work}/release.tgz -C {work} coredns && {work}/coredns -version | grep -qx 'CoreDNS-{version}'"
-        f" || {{ echo 'the tarball from {url} does not hold CoreDNS {version}; nothing was installed' >&2; {give_up}; }}"
+        f" || {{ echo {wrong} >&2; {give_up}; }}"
     )
+    if check_command:
+        rejected = shlex.quote(f"CoreDNS {version} does not start with the live configuration; nothing was installed")
+        yield StringCommand(
+            f"{check_command.format(binary=f'{work}/coredns')} || {{ echo {rejected} >&2; {give_up}; }}"
+        )
     yield StringCommand(
-        f"install -m 0755 -o root -g root {work}/coredns {q_binary}.new && mv -f {q_binary}.new {q_binary} && rm -rf {work}"
+        f"if [ -e {q_binary} ]; then cp -p {q_binary} {q_binary}.previous; fi"
+        f" && install -m 0755 -o root -g root {work}/coredns {q_binary}.new && mv -f {q_binary}.new {q_binary}"
+        f" && rm -rf {work}"
     )
 
 
@@ -712,6 +729,11 @@ def dns_server_answers(server: str, domain: str, unit: str):
     """
     from holistix_deploy.facts import AuthoritativeAnswer
 
+    if not host.state.is_executing:
+        # while pyinfra plans a run (without -y), the operations that start the server have
+        # not run yet: only the execution can tell
+        host.noop(f"{unit} is asked for {domain} when the run executes")
+        return
     if not host.get_fact(AuthoritativeAnswer, server=server, zone=domain):
         raise OperationError(f"{unit} does not answer for {domain} on {server}; see: journalctl -u {unit} -n 50")
     host.noop(f"{unit} answers for {domain}")

@@ -23,6 +23,8 @@ vps = [
                 "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIUXAcIz21dZ+GtEcRo/duZ4Nipg8UkEPISzPBKYfxgj ops@example.com",
             ],
             "gateway_pool_size": 2,
+            # the staging domain is delegated to this VPS: its CoreDNS answers the CA's DNS-01 questions
+            "dns_served_publicly": True,
         },
     ),
 ]

@@ -104,6 +104,12 @@ def test_bootstrap_as_root_creates_the_deploy_user_and_keeps_root_open(staging_h
     assert "passwordauthentication no" in staging_host.exec("sshd", "-T")
 
 
+def test_a_planned_run_works_before_anything_is_installed(staging_host):
+    # pyinfra without -y plans every module first: nothing may depend on an earlier operation
+    run = staging_host.pyinfra("--dry")
+    assert run.returncode == 0, _report(run)
+
+
 def test_someone_left_hand_made_ufw_rules(staging_host):
     # Arrange: what a previous admin might leave: inactive ufw with a stale comment on 22 and an
     # extra opening. The converge must end with exactly the inventory's rules (the scans below
@@ -914,14 +920,15 @@ def test_cloudflare_mode_issues_through_the_api_with_the_operators_token(staging
                 env=pebble_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ),
             subprocess.Popen(
-                [sys.executable, str(FIXTURES / "fake_cloudflare.py"), bridge, "18080", settings.domain, token,
+                [sys.executable, str(FIXTURES / "fake_cloudflare.py"), bridge, "18080", settings.domain,
                  f"http://{bridge}:8055"],
-                stdout=subprocess.DEVNULL, stderr=api_log_file,
+                env={**os.environ, "FAKE_CLOUDFLARE_TOKEN": token}, stdout=subprocess.DEVNULL, stderr=api_log_file,
             ),
         ]  # fmt: skip
         try:
             time.sleep(1.5)
             run = staging_host.pyinfra(
+                "-vvv",  # everything pyinfra can print is searched for the token below
                 "--data", "acme_dns_provider=cloudflare",
                 "--data", f"acme_cloudflare_api_url=http://{bridge}:18080/client/v4",
                 "--data", f"acme_directory=https://{bridge}:14001/dir",
@@ -929,6 +936,7 @@ def test_cloudflare_mode_issues_through_the_api_with_the_operators_token(staging
                 deploy="deploys/letsencrypt.py", from_probe=PROBE_ACME_CLOUDFLARE,
             )  # fmt: skip
             assert run.returncode == 0, _report(run)
+            assert token not in run.stdout + run.stderr, "the Cloudflare token was printed"
             api_calls = api_log.read_text()
             assert "POST /client/v4/zones/" in api_calls and "DELETE /client/v4/zones/" in api_calls
             root = tmp_path / "cloudflare-mode-root.pem"

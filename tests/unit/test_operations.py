@@ -5,8 +5,10 @@ kwargs, the facts the host pretends to have, the commands expected back).
 """
 
 from pathlib import Path
+from unittest.mock import patch
 
 from pyinfra_testing.operations import make_operation_tests
+from pyinfra_testing.util import FakeState
 
 FIXTURES = Path(__file__).parent / "operations"
 
@@ -47,8 +49,40 @@ TestCorednsRelease = make_operation_tests(
     "holistix_deploy", "operations.coredns_release", FIXTURES / "operations.coredns_release"
 )
 TestResolvConf = make_operation_tests("holistix_deploy", "operations.resolv_conf", FIXTURES / "operations.resolv_conf")
-TestDnsServerAnswers = make_operation_tests(
-    "holistix_deploy", "operations.dns_server_answers", FIXTURES / "operations.dns_server_answers"
+
+
+class WhileExecuting:
+    """pyinfra also runs operation bodies while it plans a run, before earlier operations have
+    changed anything: these fixtures describe the execution itself."""
+
+    def setUp(self):
+        self._executing = patch.object(FakeState, "is_executing", True)
+        self._executing.start()
+
+    def tearDown(self):
+        self._executing.stop()
+
+
+class TestUfwRulesBlockWhenExecuting(
+    WhileExecuting,
+    make_operation_tests(
+        "holistix_deploy", "operations.ufw_rules_block", FIXTURES / "operations.ufw_rules_block.executing"
+    ),
+):
+    """A missing after.rules is an error only once the run executes (ufw is installed earlier in it)."""
+
+
+class TestDnsServerAnswers(
+    WhileExecuting,
+    make_operation_tests(
+        "holistix_deploy", "operations.dns_server_answers", FIXTURES / "operations.dns_server_answers"
+    ),
+):
+    """The check asks the server only while the run executes, after the operations that start it."""
+
+
+TestDnsServerAnswersWhilePlanning = make_operation_tests(
+    "holistix_deploy", "operations.dns_server_answers", FIXTURES / "operations.dns_server_answers.planning"
 )
 TestNginxConfig = make_operation_tests(
     "holistix_deploy", "operations.nginx_config", FIXTURES / "operations.nginx_config"
