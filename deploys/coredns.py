@@ -27,9 +27,15 @@ from pyinfra.operations import apt, files, server, systemd
 
 from holistix_deploy import dns
 from holistix_deploy.facts import ZoneSerial
-from holistix_deploy.operations import coredns_release, dns_server_answers, resolv_conf, validated_file
+from holistix_deploy.operations import (
+    coredns_release,
+    dns_server_answers,
+    install_helpers,
+    resolv_conf,
+    validated_file,
+)
 from holistix_deploy.settings import COREDNS_LOOPBACK_PORTS, SettingsError, load_settings
-from holistix_deploy.templating import ROOT, render
+from holistix_deploy.templating import render
 
 settings = load_settings(host)
 domain = settings.domain
@@ -64,13 +70,7 @@ server.user(
 for directory in (dns.CONFIG_DIR, dns.ZONES_DIR):
     files.directory(name=f"Ensure {directory} exists", path=directory, user="root", group="root", mode="0755")
 
-for helper, source in ((dns.CHECK_HELPER, "check_corefile.sh"), (dns.ACME_HELPER, "acme_dns.py")):
-    files.put(
-        name=f"Ensure the helper {helper} is installed",
-        src=str(ROOT / "files" / "coredns" / source),
-        dest=helper,
-        mode="0755",
-    )
+install_helpers({dns.CHECK_HELPER: "coredns/check_corefile.sh", dns.ACME_HELPER: "coredns/acme_dns.py"})
 release = coredns_release(
     name=f"Ensure CoreDNS {settings.coredns_version} ({arch}) is installed, checked against its sha256",
     version=settings.coredns_version,
@@ -158,12 +158,18 @@ unit = files.put(
     dest="/etc/systemd/system/coredns.service",
     mode="0644",
 )
+
+
+def restart_needed() -> bool:
+    return release.did_change() or unit.did_change()
+
+
 systemd.service(
     name="Ensure CoreDNS runs the new binary or unit",
     service="coredns",
     restarted=True,
     daemon_reload=True,
-    _if=lambda: release.did_change() or unit.did_change(),
+    _if=restart_needed,
 )
 systemd.service(
     name="Ensure CoreDNS runs and starts at boot",
@@ -175,7 +181,7 @@ systemd.service(
     name="Ensure CoreDNS serves the new Corefile",
     service="coredns",
     reloaded=True,
-    _if=lambda: corefile.did_change() and not (release.did_change() or unit.did_change()),
+    _if=lambda: corefile.did_change() and not restart_needed(),
 )
 dns_server_answers(
     name=f"Ensure CoreDNS answers for {domain} on {dns.LOOPBACK}",

@@ -23,9 +23,9 @@ from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import apt, files, server, systemd
 
 from holistix_deploy.facts import NeedsRefresh
-from holistix_deploy.operations import CERTIFICATE_HELPER, acme_certificate, operator_secret
+from holistix_deploy.operations import CERTIFICATE_HELPER, acme_certificate, install_helpers, operator_secret
 from holistix_deploy.settings import ACME_MAX_NAMES, SettingsError, load_settings
-from holistix_deploy.templating import ROOT, render
+from holistix_deploy.templating import render
 
 settings = load_settings(host)
 domain = settings.domain
@@ -111,17 +111,13 @@ drop_in = files.put(
 systemd.daemon_reload(name="Ensure systemd knows certbot's environment", _if=drop_in.did_change)
 
 # -- the helpers and their configuration ----------------------------------------------------------
-for helper, source in (
-    (CERTIFICATE_HELPER, "holistix_certificate.py"),
-    (CHALLENGE_HOOK, "certbot_dns_coredns.sh"),
-    (DEPLOY_HOOK, "certbot_deploy.sh"),
-):
-    files.put(
-        name=f"Ensure the helper {helper} is installed",
-        src=str(ROOT / "files" / "letsencrypt" / source),
-        dest=helper,
-        mode="0755",
-    )
+install_helpers(
+    {
+        CERTIFICATE_HELPER: "letsencrypt/holistix_certificate.py",
+        CHALLENGE_HOOK: "letsencrypt/certbot_dns_coredns.sh",
+        DEPLOY_HOOK: "letsencrypt/certbot_deploy.sh",
+    }
+)
 organisations = sorted(str(organisation) for organisation in settings.acme_organisations)
 config = {
     "domain": domain,

@@ -23,9 +23,8 @@ from pyinfra.operations import apt, files, server, systemd
 
 from holistix_deploy import nginx, tls
 from holistix_deploy.facts import CertificateState, NginxVersion
-from holistix_deploy.operations import NGINX_RELOAD, nginx_config
+from holistix_deploy.operations import NGINX_RELOAD, install_helpers, nginx_config
 from holistix_deploy.settings import load_settings
-from holistix_deploy.templating import ROOT
 
 settings = load_settings(host)
 version = host.get_fact(NginxVersion)
@@ -52,12 +51,7 @@ for directory, mode in (
 # -- a certificate nginx can start with, until the letsencrypt module links the real one -----------
 # signed by a CA made on this host (trust CA_DIR/holistix-ca.crt to verify it), 90 days, renewed
 certificate, key = f"{settings.tls_dir}/fullchain.pem", f"{settings.tls_dir}/privkey.pem"
-files.put(
-    name=f"Ensure the helper {tls.CERTIFICATE_HELPER} is installed",
-    src=str(ROOT / "files" / "tls" / "host_certificates.sh"),
-    dest=tls.CERTIFICATE_HELPER,
-    mode="0755",
-)
+install_helpers({tls.CERTIFICATE_HELPER: "tls/host_certificates.sh"})
 placeholder = server.shell(
     name=f"Ensure a placeholder certificate for {settings.domain} and *.{settings.domain} (until letsencrypt)",
     commands=[

@@ -27,13 +27,14 @@ from holistix_deploy.operations import (
     ROLE_PASSWORD_HELPER,
     database_migrations,
     generated_secret,
+    install_helpers,
     postgres_app_grants,
     postgres_config,
     postgres_login_role,
     postgres_role_password,
 )
 from holistix_deploy.settings import load_settings
-from holistix_deploy.templating import ROOT, render
+from holistix_deploy.templating import render
 
 settings = load_settings(host)
 version = host.get_fact(PostgresMajorVersion)
@@ -61,17 +62,13 @@ generated_secret(
     user="postgres",
     group="postgres",
 )
-for helper, source in (
-    (tls.CERTIFICATE_HELPER, "tls/host_certificates.sh"),
-    (ROLE_PASSWORD_HELPER, "postgres/role_password.py"),
-    (MIGRATE_HELPER, "postgres/db_migrate.py"),
-):
-    files.put(
-        name=f"Ensure the helper {helper} is installed",
-        src=str(ROOT / "files" / source),
-        dest=helper,
-        mode="0755",
-    )
+install_helpers(
+    {
+        tls.CERTIFICATE_HELPER: "tls/host_certificates.sh",
+        ROLE_PASSWORD_HELPER: "postgres/role_password.py",
+        MIGRATE_HELPER: "postgres/db_migrate.py",
+    }
+)
 certificate = server.shell(
     name="Ensure PostgreSQL's certificate (signed by the host's loopback CA) is valid for 30 more days",
     commands=[

@@ -232,16 +232,21 @@ class ZoneSerial(FactBase):
         return {"serial": serial, "digest": digest}
 
 
+def authoritative_soa_wait(server: str, zone: str) -> str:
+    """Shell that exits 0 once ``server`` answers ``zone``'s SOA authoritatively (aa flag), or 1
+    after about 10 s: long enough for a server that is still starting."""
+    question = f"dig +norec +time=1 +tries=1 @{server} {zone} SOA"
+    return (
+        f"{{ answered=no; for attempt in $(seq 20); do if {question} 2>/dev/null | grep -q 'flags: qr aa';"
+        " then answered=yes; break; fi; sleep 0.5; done; [ $answered = yes ]; }"
+    )
+
+
 class AuthoritativeAnswer(FactBase):
-    """Whether a DNS server answers a name's SOA authoritatively (aa flag), waiting up to 10 s
-    for a server that is still starting."""
+    """Whether a DNS server answers a name's SOA authoritatively, waiting for one still starting."""
 
     def command(self, server: str, zone: str) -> str:
-        question = f"dig +norec +time=1 +tries=1 @{server} {zone} SOA"
-        return (
-            f"for attempt in $(seq 20); do if {question} 2>/dev/null | grep -q 'flags: qr aa'; then echo yes; exit 0; fi;"
-            " sleep 0.5; done; echo no"
-        )
+        return f"if {authoritative_soa_wait(server, zone)}; then echo yes; else echo no; fi"
 
     def process(self, output):
         return "yes" in output

@@ -18,7 +18,14 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, FileContents, Link, Sha1File
 
-from holistix_deploy.facts import SECRET_DIGEST_ROUNDS, HelperCheck, PostgresRows, SecretDigest, Ufw
+from holistix_deploy.facts import (
+    SECRET_DIGEST_ROUNDS,
+    HelperCheck,
+    PostgresRows,
+    SecretDigest,
+    Ufw,
+    authoritative_soa_wait,
+)
 from holistix_deploy.lockout import prove_fresh_login
 
 
@@ -107,6 +114,18 @@ def generated_secret(
         yield from _fix_attributes(path, mode, user, group)
     else:
         host.noop(f"secret {path} exists")
+
+
+def install_helpers(helpers: dict[str, str]) -> None:
+    """Install the project's host helper scripts: {path on the host: path under files/}, root 0755."""
+    from pyinfra.operations import files
+
+    from holistix_deploy.templating import ROOT
+
+    for helper, source in helpers.items():
+        files.put(
+            name=f"Ensure the helper {helper} is installed", src=str(ROOT / "files" / source), dest=helper, mode="0755"
+        )
 
 
 def _digest_matches(digest: str, value: str) -> bool:
@@ -706,10 +725,10 @@ def resolv_conf(content: str, domain: str, nameserver: str = "127.0.0.1"):
         else:
             host.noop("/etc/resolv.conf points at the local DNS server")
         return
-    question = f"dig +norec +time=1 +tries=3 @{nameserver} {shlex.quote(domain)} SOA"
     yield StringCommand(
-        f"for attempt in $(seq 20); do {question} | grep -q 'flags: qr aa' && exit 0; sleep 0.5; done;"
-        f" echo 'the DNS server on {nameserver} does not answer for {domain}; /etc/resolv.conf is unchanged' >&2; exit 1"
+        f"{authoritative_soa_wait(nameserver, shlex.quote(domain))}"
+        f" || {{ echo 'the DNS server on {nameserver} does not answer for {domain}; /etc/resolv.conf is unchanged' >&2;"
+        " exit 1; }"
     )
     candidate = "/etc/.resolv.conf.holistix"
     yield FileUploadCommand(BytesIO(data), candidate, remote_temp_filename=host.get_temp_filename(candidate))

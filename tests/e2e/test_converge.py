@@ -555,6 +555,12 @@ def _pebble_root(staging_host, management: str | None = None) -> str:
     return fetched.stdout
 
 
+def _pebble_root_file(staging_host, directory: Path) -> Path:
+    root = directory / "pebble-root.pem"
+    root.write_text(_pebble_root(staging_host))
+    return root
+
+
 def _headers(response: str) -> dict[str, str]:
     head = response.replace("\r", "").split("\n\n", 1)[0].splitlines()
     return {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip() for line in head[1:] if ":" in line}
@@ -589,10 +595,10 @@ def test_every_response_carries_the_security_headers(staging_host, server, path,
     assert headers["server"] == "nginx", "server_tokens off: no version"
 
 
-def test_organisation_blocks_get_hsts_but_may_be_framed(staging_host):
-    # Arrange: a block like the ones Ganymede writes for an organisation (platform contract 1.5)
+def _write_organisation_block(staging_host, organisation: str) -> str:
+    """Write, as Ganymede does when it allocates a gateway (platform contract 1.5), the server
+    block of organisation (org-<uuid>), proxying to the Ganymede stand-in; reload nginx."""
     settings = staging_host.settings()
-    organisation = f"org-{uuid.uuid4()}"
     escaped_domain = settings.domain.replace(".", "\\.")
     block = (
         f"server {{ listen 443 ssl; server_name ~^(.+\\.)?{organisation}\\.{escaped_domain}$;"
@@ -613,6 +619,14 @@ def test_organisation_blocks_get_hsts_but_may_be_framed(staging_host):
         capture_output=True,
     )
     assert written.returncode == 0, written.stderr
+    return path
+
+
+def test_organisation_blocks_get_hsts_but_may_be_framed(staging_host):
+    # Arrange: a block like the ones Ganymede writes for an organisation (platform contract 1.5)
+    settings = staging_host.settings()
+    organisation = f"org-{uuid.uuid4()}"
+    path = _write_organisation_block(staging_host, organisation)
     try:
         # org-<uuid>.DOMAIN: the placeholder, like the wildcard certificate, covers one label only
         response = _curl(staging_host, f"https://{organisation}.{settings.domain}/", "-D", "-", "-o", "/dev/null")
@@ -786,8 +800,7 @@ def _served_certificate(staging_host, name: str, ca_file: str) -> dict:
 
 def test_the_wildcard_certificate_is_issued_by_dns01_and_served(staging_host, tmp_path):
     domain = staging_host.settings().domain
-    root = tmp_path / "pebble-root.pem"
-    root.write_text(_pebble_root(staging_host))
+    root = _pebble_root_file(staging_host, tmp_path)
     served = _served_certificate(staging_host, f"ganymede.{domain}", str(root))
     assert served["verified"], "the chain does not lead to the stand-in Let's Encrypt's root"
     assert served["names"] == sorted([domain, f"*.{domain}"])
@@ -803,8 +816,7 @@ def test_the_wildcard_certificate_is_issued_by_dns01_and_served(staging_host, tm
 
 def test_a_forced_renewal_goes_through_the_stored_hooks_and_nginx_serves_it(staging_host, tmp_path):
     domain = staging_host.settings().domain
-    root = tmp_path / "pebble-root.pem"
-    root.write_text(_pebble_root(staging_host))
+    root = _pebble_root_file(staging_host, tmp_path)
     before = _served_certificate(staging_host, domain, str(root))
     # what certbot.timer runs, forced, with the timer service's environment: the renewal
     # configuration alone drives the DNS-01 hooks and the deploy hook
@@ -854,27 +866,12 @@ def test_an_organisation_added_on_the_host_gets_its_user_container_names(staging
         "exec", staging_host.name, "holistix-certificate", "add-organisation", organisation, check=False
     )
     assert added.returncode == 0, added.stderr
-    ORGANISATIONS[staging_host.name] = organisation
-    root = tmp_path / "pebble-root.pem"
-    root.write_text(_pebble_root(staging_host))
+    root = _pebble_root_file(staging_host, tmp_path)
     user_container = f"uc-1.org-{organisation}.{settings.domain}"
     served = _served_certificate(staging_host, settings.domain, str(root))
     assert f"*.org-{organisation}.{settings.domain}" in served["names"]
     # a Ganymede-style block for the organisation, then a user container's name verifies
-    escaped_domain = settings.domain.replace(".", "\\.")
-    block = (
-        f"server {{ listen 443 ssl; server_name ~^(.+\\.)?org-{organisation}\\.{escaped_domain}$;"
-        f" ssl_certificate {settings.tls_dir}/fullchain.pem; ssl_certificate_key {settings.tls_dir}/privkey.pem;"
-        f" location / {{ proxy_pass http://127.0.0.1:{settings.ganymede_port}; }} }}\n"
-    )
-    path = f"{settings.nginx_gateways_dir}/org-{organisation}.conf"
-    written = subprocess.run(
-        [str(staging_host.harness_path), "exec", staging_host.name, "sh", "-c", f"cat > {path} && nginx -s reload"],
-        input=block.encode(),
-        capture_output=True,
-    )
-    assert written.returncode == 0, written.stderr
-    time.sleep(0.5)
+    _write_organisation_block(staging_host, f"org-{organisation}")
     answer = staging_host.probe(
         "curl",
         "-sS",
@@ -953,9 +950,6 @@ def test_cloudflare_mode_issues_through_the_api_with_the_operators_token(staging
     restore = staging_host.pyinfra(deploy="deploys/letsencrypt.py", from_probe=PROBE_ACME_RESTORE)
     assert restore.returncode == 0, _report(restore)
     assert "cloudflare.ini" not in staging_host.exec("ls", settings.secrets_dir)
-
-
-ORGANISATIONS: dict[str, str] = {}
 
 
 def test_second_converge_changes_nothing(staging_host):
