@@ -5,9 +5,15 @@ Each module file also runs alone (`pyinfra inventories/prod.py deploys/base.py`)
 
 from pyinfra import host, local
 
-from holistix_deploy.settings import load_settings
+from holistix_deploy.settings import SettingsError, load_settings
 
-load_settings(host)  # refuse bad settings before the first module prepares anything
+MODULES = ("base", "firewall", "postgres", "coredns", "nginx", "letsencrypt", "ganymede")
 
-for module in ("base", "firewall", "postgres", "coredns", "nginx", "letsencrypt"):
+# refuse bad settings, and settings a module cannot run without, before any module prepares anything
+settings = load_settings(host)
+missing = [problem for module in MODULES for problem in settings.missing_for(module)]
+if missing:
+    raise SettingsError(host.name, missing)
+
+for module in MODULES:
     local.include(f"deploys/{module}.py")

@@ -21,6 +21,7 @@ import getpass
 from io import StringIO
 
 from pyinfra import host
+from pyinfra.facts.files import Directory
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
@@ -71,6 +72,13 @@ prove_ssh_access(
     name=f"Ensure {settings.deploy_user} can still log in and sudo after a change to its keys or sudo rule",
     change=f"the keys or sudo rule of {settings.deploy_user}",
     _if=any_changed(deploy_user, sudo_rule),
+)
+
+# the home of system users that have none: it must not exist (an earlier release made it)
+server.shell(
+    name="Ensure /nonexistent does not exist",
+    commands=["rmdir /nonexistent"],
+    _if=lambda: host.get_fact(Directory, path="/nonexistent") is not None,
 )
 
 files.directory(

@@ -66,6 +66,7 @@ server.user(
     shell="/usr/sbin/nologin",
     home="/nonexistent",
     create_home=False,
+    ensure_home=False,
 )
 for directory in (dns.CONFIG_DIR, dns.ZONES_DIR):
     files.directory(name=f"Ensure {directory} exists", path=directory, user="root", group="root", mode="0755")

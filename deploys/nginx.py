@@ -41,12 +41,13 @@ apt.packages(
 for directory, mode in (
     (f"{nginx.CONFIG_DIR}/holistix", "0755"),
     (f"{nginx.CONFIG_DIR}/holistix/{settings.environment}", "0755"),
-    (settings.nginx_gateways_dir, "0755"),
-    (f"{settings.nginx_gateways_dir}/locations", "0755"),
     (settings.tls_dir, "0700"),
     (nginx.PLACEHOLDER_CA_DIR, "0700"),
 ):
     files.directory(name=f"Ensure {directory} exists", path=directory, user="root", group="root", mode=mode)
+# Ganymede writes here: the ganymede module gives them to its user, so only their existence is ours
+for directory in (settings.nginx_gateways_dir, f"{settings.nginx_gateways_dir}/locations"):
+    files.directory(name=f"Ensure {directory} exists", path=directory, mode="0755")
 
 # -- a certificate nginx can start with, until the letsencrypt module links the real one -----------
 # signed by a CA made on this host (trust CA_DIR/holistix-ca.crt to verify it), 90 days, renewed

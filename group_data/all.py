@@ -10,6 +10,15 @@ environment = 'prod'
 # core: Public IPv6 address of the host, or None when it has none (no AAAA records then).
 public_ipv6 = None
 
+# core: SMTP server for platform mail and alerts (implicit TLS); its password comes from HOLISTIX_SMTP_PASSWORD. None leaves Ganymede's mail settings at the placeholder 'unconfigured'.
+smtp_host = None
+
+# core: SMTP port (implicit TLS).
+smtp_port = 465
+
+# core: Account name on the SMTP server (MAILING_USER).
+smtp_user = None
+
 # base: Account the operator and pyinfra log in as after the bootstrap run; gets passwordless sudo and exactly the keys in deploy_authorized_keys.
 deploy_user = 'deploy'
 
@@ -138,5 +147,47 @@ gateway_vpn_port_base = 49100
 
 # platform: TCP port, on the Docker bridge address, of the server gateways fetch their build from.
 gateway_build_server_port = 8090
+
+# ganymede: The platform build to run: {'version', 'source' (http(s) URL or a local file), 'sha256'}. Required by deploys/ganymede.py; a checksum mismatch stops the run before anything changes.
+ganymede_release = None
+
+# ganymede: Make this kept release current instead of ganymede_release (health-gated like any switch), e.g. --data ganymede_rollback_to=1.4.1. None runs ganymede_release.
+ganymede_rollback_to = None
+
+# ganymede: Releases kept under /opt/holistix/<env>/releases (the newest installed; the current one always).
+ganymede_releases_kept = 3
+
+# ganymede: Path asked on 127.0.0.1:ganymede_port after a restart; any answer below 500 means healthy (Ganymede has no health route: '/' answers 404 once it listens).
+ganymede_health_path = '/'
+
+# ganymede: How long a restarted release has to answer before the switch is rolled back.
+ganymede_health_timeout_seconds = 60
+
+# ganymede: MemoryMax of the ganymede@<env> unit (K, M or G suffix).
+ganymede_memory_max = '2G'
+
+# ganymede: CPUQuota of the unit, in percent of one CPU.
+ganymede_cpu_quota_percent = 200
+
+# ganymede: TasksMax of the unit (threads and processes).
+ganymede_tasks_max = 512
+
+# ganymede: Networks Ganymede may talk to beyond the host itself and the Docker bridge (its unit's IP allow list): OAuth providers and the SMTP server. ['0.0.0.0/0', '::/0'] allows any.
+ganymede_egress_networks = []
+
+# ganymede: A PEM file on the machine that runs pyinfra whose CAs Ganymede also trusts (NODE_EXTRA_CA_CERTS), for a test ACME CA; certificate checks are never turned off.
+ganymede_extra_ca_file = None
+
+# ganymede: OAuth client IDs of the login providers; their secrets come from HOLISTIX_<PROVIDER>_CLIENT_SECRET. A provider left out gets the placeholder 'unconfigured' (its login does not work).
+ganymede_oauth_client_ids = {}
+
+# ganymede: More plain variables for Ganymede (RATE_LIMIT_*, OTLP_*, DEBUG_API...); the ones the module sets, secrets and NODE_TLS_REJECT_UNAUTHORIZED are refused.
+ganymede_environment = {}
+
+# ganymede: Where Node.js comes from: NodeSource's apt repository (key pinned by fingerprint), or the distribution's nodejs (older than the platform's Node 24: for tests).
+nodejs_source = 'nodesource'
+
+# ganymede: Node.js major version taken from NodeSource (node_<major>.x).
+nodejs_major = 24
 
 # Required, no default (set them in the inventory): domain, admin_email, public_ipv4, deploy_authorized_keys

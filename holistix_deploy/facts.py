@@ -315,3 +315,20 @@ class NeedsRefresh(FactBase):
 
     def process(self, output):
         return "stale" in output
+
+
+class PlatformReleases(FactBase):
+    """
+    The environment's platform releases, from holistix-release's read-only check:
+    ``{"current": "1.4.2" or None, "releases": {"1.4.2": {"sha256": ..., "installed": ...}}}``,
+    or None when the helper is not installed yet.
+    """
+
+    def command(self, helper: str, environment: str) -> str:
+        return f"if [ -x {helper} ]; then {helper} check {environment}; else echo absent; fi"
+
+    def process(self, output):
+        import json
+
+        text = "\n".join(output).strip()
+        return None if text in ("", "absent") else json.loads(text)

@@ -21,6 +21,7 @@ from pyinfra.facts.files import File, FileContents, Link, Sha1File
 from holistix_deploy.facts import (
     SECRET_DIGEST_ROUNDS,
     HelperCheck,
+    PlatformReleases,
     PostgresRows,
     SecretDigest,
     Ufw,
@@ -116,16 +117,19 @@ def generated_secret(
         host.noop(f"secret {path} exists")
 
 
-def install_helpers(helpers: dict[str, str]) -> None:
-    """Install the project's host helper scripts: {path on the host: path under files/}, root 0755."""
+def install_helpers(helpers: dict[str, str]) -> dict:
+    """Install the project's host helper scripts: {path on the host: path under files/}, root
+    0755. Returns {path on the host: its operation}."""
     from pyinfra.operations import files
 
     from holistix_deploy.templating import ROOT
 
-    for helper, source in helpers.items():
-        files.put(
+    return {
+        helper: files.put(
             name=f"Ensure the helper {helper} is installed", src=str(ROOT / "files" / source), dest=helper, mode="0755"
         )
+        for helper, source in helpers.items()
+    }
 
 
 def _digest_matches(digest: str, value: str) -> bool:
@@ -845,3 +849,91 @@ def acme_certificate(domain: str, names: list[str], tls_dir: str, server: str, a
         host.noop(f"the certificate for {domain} holds its {len(names)} names and is valid 30 more days")
         return
     yield StringCommand(CERTIFICATE_HELPER, "issue", "--force")
+
+
+@operation()
+def platform_release(helper: str, environment: str, version: str, sha256: str, source: str, upload: str | None = None):
+    """
+    Have release ``version`` unpacked under /opt/holistix/<environment>/releases, verified by
+    its sha256 before anything is unpacked (files/ganymede/holistix_release.py).
+
+    + helper: holistix-release on the host
+    + source: an http(s) URL the host downloads, or a file on the host
+    + upload: a file on the host to remove afterwards (a release pyinfra uploaded), if any
+
+    A version installed with another checksum is an error: versions are never replaced.
+
+    **Example:**
+
+    .. code:: python
+
+        platform_release(
+            name="Ensure release 1.4.2 is installed",
+            helper="/usr/local/sbin/holistix-release",
+            environment="prod",
+            version="1.4.2",
+            sha256="<64 hex digits>",
+            source="https://example.com/holistix-1.4.2.tar.gz",
+        )
+    """
+    state = host.get_fact(PlatformReleases, helper=helper, environment=environment) or {"releases": {}}
+    installed = state["releases"].get(version)
+    if installed and installed["sha256"] == sha256:
+        host.noop(f"release {version} is installed")
+        return
+    if installed:
+        raise OperationError(
+            f"release {version} is installed with sha256 {installed['sha256']}, not {sha256}: "
+            "a version is never replaced; give the new build a new version"
+        )
+    install = StringCommand(helper, "install", environment, version, sha256, QuoteString(source))
+    if upload is None:
+        yield install
+    else:
+        # the uploaded copy goes whatever the outcome
+        yield StringCommand(f"{install.get_raw_value()}; status=$?; rm -f {shlex.quote(upload)}; exit $status")
+
+
+@operation()
+def current_release(helper: str, environment: str, version: str):
+    """
+    Make ``version`` the current release: switch the ``current`` link, restart the service and
+    wait for it to answer; when it does not, holistix-release puts the previous release back,
+    restarts it and this operation fails saying so.
+
+    **Example:**
+
+    .. code:: python
+
+        current_release(
+            name="Ensure release 1.4.2 is current and answers",
+            helper="/usr/local/sbin/holistix-release",
+            environment="prod",
+            version="1.4.2",
+        )
+    """
+    state = host.get_fact(PlatformReleases, helper=helper, environment=environment) or {"current": None}
+    if state["current"] == version:
+        host.noop(f"release {version} is current")
+        return
+    yield StringCommand(helper, "switch", environment, version)
+
+
+@operation()
+def releases_pruned(helper: str, environment: str, keep: int):
+    """
+    Remove all but the ``keep`` most recently installed releases (never the current one).
+
+    **Example:**
+
+    .. code:: python
+
+        releases_pruned(name="Ensure at most 3 releases are kept", helper=..., environment="prod", keep=3)
+    """
+    state = host.get_fact(PlatformReleases, helper=helper, environment=environment) or {"releases": {}}
+    releases = state["releases"]
+    newest_first = sorted(releases, key=lambda v: releases[v]["installed"], reverse=True)
+    if not [version for version in newest_first[keep:] if version != state.get("current")]:
+        host.noop(f"{len(releases)} release(s) kept, at most {keep}")
+        return
+    yield StringCommand(helper, "prune", environment, str(keep))

@@ -23,7 +23,7 @@ from pyinfra.api.exceptions import PyinfraError
 from holistix_deploy.secrets import OPERATOR_SECRETS, OperatorSecretError, read_operator_secrets
 
 # Module names a setting can belong to; "core" is read by several modules.
-MODULES = ("core", "base", "firewall", "postgres", "coredns", "nginx", "letsencrypt", "platform")
+MODULES = ("core", "base", "firewall", "postgres", "coredns", "nginx", "letsencrypt", "platform", "ganymede")
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -292,6 +292,62 @@ class DnsRecord(BaseModel):
             raise ValueError(f"{where}: text must be 1-2000 printable ASCII characters")
         if self.type in ("A", "AAAA") and self.name in DNS_OWNED_NAMES:
             raise ValueError(f"{where}: {self.name!r} already points at public_ipv4/public_ipv6")
+        return self
+
+
+RELEASE_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
+OAUTH_PROVIDERS = ("github", "gitlab", "discord", "linkedin")
+_ENVIRONMENT_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+
+
+def _check_release_version(value: str) -> str:
+    if not RELEASE_VERSION.fullmatch(value) or value in ("current", "releases"):
+        raise ValueError(
+            "must be a release version like 1.4.2 or 2026.11.27-3 (letters, digits and ._+-, at most 64, "
+            "not 'current' or 'releases')"
+        )
+    return value
+
+
+class GanymedeRelease(BaseModel):
+    """One platform build: its version, where to get the tarball, and its sha256."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str = Field(description="names the directory /opt/holistix/<env>/releases/<version>; never reused")
+    source: str = Field(description="an http(s) URL the host downloads, or a file on the machine that runs pyinfra")
+    sha256: str = Field(description="sha256 of the tarball (64 lower case hex digits)")
+
+    @field_validator("version")
+    @classmethod
+    def _version_is_a_name(cls, value: str) -> str:
+        return _check_release_version(value)
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256_is_hex(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("must be a sha256: 64 lower case hex digits")
+        return value
+
+    @model_validator(mode="after")
+    def _source_is_there(self) -> GanymedeRelease:
+        from pathlib import Path
+
+        if re.match(r"https?://", self.source):
+            if not re.fullmatch(r"https?://[^\s'\"\\]+", self.source):
+                raise ValueError(f"source {self.source!r}: a URL without spaces or quotes")
+            return self
+        local = Path(self.source).expanduser()
+        if not local.is_file():
+            raise ValueError(f"source {self.source!r} is neither an http(s) URL nor a file on this machine")
+        import hashlib
+
+        digest = hashlib.sha256(local.read_bytes()).hexdigest()
+        if digest != self.sha256:
+            raise ValueError(
+                f"source {self.source!r} has sha256 {digest}, not {self.sha256}: refused before anything changes"
+            )
         return self
 
 
@@ -634,6 +690,105 @@ class Settings(BaseModel):
         description="TCP port, on the Docker bridge address, of the server gateways fetch their build from.",
     )
 
+    # -- ganymede ------------------------------------------------------------------------------
+    ganymede_release: GanymedeRelease | None = _setting(
+        None,
+        module="ganymede",
+        description="The platform build to run: {'version', 'source' (http(s) URL or a local file), 'sha256'}. "
+        "Required by deploys/ganymede.py; a checksum mismatch stops the run before anything changes.",
+        examples=[{"version": "1.4.2", "source": "https://example.com/holistix-1.4.2.tar.gz", "sha256": "<64 hex>"}],
+    )
+    ganymede_rollback_to: str | None = _setting(
+        None,
+        module="ganymede",
+        description="Make this kept release current instead of ganymede_release (health-gated like any switch), "
+        "e.g. --data ganymede_rollback_to=1.4.1. None runs ganymede_release.",
+    )
+    ganymede_releases_kept: int = _setting(
+        3,
+        module="ganymede",
+        ge=2,
+        le=20,
+        description="Releases kept under /opt/holistix/<env>/releases (the newest installed; the current one always).",
+    )
+    ganymede_health_path: str = _setting(
+        "/",
+        module="ganymede",
+        description="Path asked on 127.0.0.1:ganymede_port after a restart; any answer below 500 means healthy "
+        "(Ganymede has no health route: '/' answers 404 once it listens).",
+    )
+    ganymede_health_timeout_seconds: int = _setting(
+        60,
+        module="ganymede",
+        ge=5,
+        le=900,
+        description="How long a restarted release has to answer before the switch is rolled back.",
+    )
+    ganymede_memory_max: str = _setting(
+        "2G",
+        module="ganymede",
+        description="MemoryMax of the ganymede@<env> unit (K, M or G suffix).",
+    )
+    ganymede_cpu_quota_percent: int = _setting(
+        200,
+        module="ganymede",
+        ge=10,
+        le=6400,
+        description="CPUQuota of the unit, in percent of one CPU.",
+    )
+    ganymede_tasks_max: int = _setting(
+        512,
+        module="ganymede",
+        ge=32,
+        le=65536,
+        description="TasksMax of the unit (threads and processes).",
+    )
+    ganymede_egress_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = _setting(
+        [],
+        module="ganymede",
+        description="Networks Ganymede may talk to beyond the host itself and the Docker bridge (its unit's IP "
+        "allow list): OAuth providers and the SMTP server. ['0.0.0.0/0', '::/0'] allows any.",
+    )
+    ganymede_extra_ca_file: str | None = _setting(
+        None,
+        module="ganymede",
+        description="A PEM file on the machine that runs pyinfra whose CAs Ganymede also trusts "
+        "(NODE_EXTRA_CA_CERTS), for a test ACME CA; certificate checks are never turned off.",
+    )
+    ganymede_oauth_client_ids: dict[Literal["github", "gitlab", "discord", "linkedin"], str] = _setting(
+        {},
+        module="ganymede",
+        description="OAuth client IDs of the login providers; their secrets come from HOLISTIX_<PROVIDER>_CLIENT_SECRET. "
+        "A provider left out gets the placeholder 'unconfigured' (its login does not work).",
+    )
+    ganymede_environment: dict[str, str] = _setting(
+        {},
+        module="ganymede",
+        description="More plain variables for Ganymede (RATE_LIMIT_*, OTLP_*, DEBUG_API...); the ones the module "
+        "sets, secrets and NODE_TLS_REJECT_UNAUTHORIZED are refused.",
+    )
+    nodejs_source: Literal["nodesource", "distro"] = _setting(
+        "nodesource",
+        module="ganymede",
+        description="Where Node.js comes from: NodeSource's apt repository (key pinned by fingerprint), or the "
+        "distribution's nodejs (older than the platform's Node 24: for tests).",
+    )
+    nodejs_major: int = _setting(
+        24,
+        module="ganymede",
+        ge=18,
+        le=40,
+        description="Node.js major version taken from NodeSource (node_<major>.x).",
+    )
+    smtp_host: str | None = _setting(
+        None,
+        module="core",
+        description="SMTP server for platform mail and alerts (implicit TLS); its password comes from "
+        "HOLISTIX_SMTP_PASSWORD. None leaves Ganymede's mail settings at the placeholder 'unconfigured'.",
+    )
+    smtp_port: int = _setting(465, module="core", ge=1, le=65535, description="SMTP port (implicit TLS).")
+    smtp_user: str | None = _setting(None, module="core", description="Account name on the SMTP server (MAILING_USER).")
+
     # -- field rules --------------------------------------------------------------------------
     @field_validator("domain")
     @classmethod
@@ -718,7 +873,7 @@ class Settings(BaseModel):
             raise ValueError("must be a 24-hour time HH:MM, like 04:00")
         return value
 
-    @field_validator("journald_max_use")
+    @field_validator("journald_max_use", "ganymede_memory_max")
     @classmethod
     def _size_has_a_unit(cls, value: str) -> str:
         if not _SIZE.fullmatch(value):
@@ -874,7 +1029,7 @@ class Settings(BaseModel):
             raise ValueError("must be 'letsencrypt', 'letsencrypt-staging' or an https:// URL of an ACME directory")
         return value
 
-    @field_validator("acme_directory_ca_file")
+    @field_validator("acme_directory_ca_file", "ganymede_extra_ca_file")
     @classmethod
     def _ca_file_exists_here(cls, value: str | None) -> str | None:
         from pathlib import Path
@@ -936,6 +1091,91 @@ class Settings(BaseModel):
             raise ValueError("gateway_vpn_port_base: the VPN range covers UDP port 53 (dns)")
         return self
 
+    @field_validator("ganymede_rollback_to")
+    @classmethod
+    def _rollback_is_a_version(cls, value: str | None) -> str | None:
+        return None if value is None else _check_release_version(value)
+
+    @field_validator("ganymede_health_path")
+    @classmethod
+    def _health_path_is_a_path(cls, value: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9._~/-]{0,200}", value):
+            raise ValueError("must be a URL path starting with / (letters, digits and ._~/- only)")
+        return value
+
+    @field_validator("ganymede_oauth_client_ids")
+    @classmethod
+    def _client_ids_are_real(cls, ids: dict[str, str]) -> dict[str, str]:
+        from holistix_deploy.secrets import placeholder_rule
+
+        for provider, client_id in ids.items():
+            if not re.fullmatch(r"[\x21-\x7e]{1,200}", client_id):
+                raise ValueError(f"{provider}: {client_id!r} is not a client ID (printable, no spaces)")
+            rule = placeholder_rule(client_id) if len(client_id) >= 8 else None
+            if rule and "placeholder" in rule:
+                raise ValueError(f"{provider}: {client_id!r} {rule}; leave the provider out instead")
+        return ids
+
+    @field_validator("ganymede_environment")
+    @classmethod
+    def _extra_variables_are_plain(cls, variables: dict[str, str]) -> dict[str, str]:
+        from holistix_deploy.ganymede import MANAGED_VARIABLES
+
+        for name, value in variables.items():
+            if not _ENVIRONMENT_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment variable name (upper case, digits, _)")
+            if name == "NODE_TLS_REJECT_UNAUTHORIZED":
+                raise ValueError(
+                    "NODE_TLS_REJECT_UNAUTHORIZED is never set: give a test CA in ganymede_extra_ca_file instead"
+                )
+            if name in MANAGED_VARIABLES:
+                raise ValueError(f"{name} is set by the ganymede module from {MANAGED_VARIABLES[name]}")
+            if _SECRET_WORDS.search(name) or name.endswith("_KEY"):
+                raise ValueError(
+                    f"{name} looks like a secret: secrets come from HOLISTIX_* variables, never inventory data"
+                )
+            if not re.fullmatch(r"[\x20-\x7e]{0,2000}", value):
+                raise ValueError(f"{name}: value must be one line of printable ASCII")
+        return variables
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _smtp_host_is_a_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            return _check_dns_name(value)
+
+    @field_validator("smtp_user")
+    @classmethod
+    def _smtp_user_is_printable(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[\x21-\x7e]{1,200}", value):
+            raise ValueError("must be printable ASCII without spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _ganymede_can_reach_its_providers(self) -> Settings:
+        wanted = [f"the {p} login (ganymede_oauth_client_ids)" for p in self.ganymede_oauth_client_ids]
+        wanted += ["mail (smtp_host)"] if self.smtp_host else []
+        if wanted and not self.ganymede_egress_networks:
+            raise ValueError(
+                f"ganymede_egress_networks = []: Ganymede needs to reach {', '.join(wanted)}; list those networks "
+                "(or ['0.0.0.0/0', '::/0'] to allow any), or its unit's IP allow list blocks them"
+            )
+        return self
+
+    def missing_for(self, module: str) -> list[str]:
+        """Problems that stop ``module`` before it changes anything (keys it cannot run without)."""
+        if module == "ganymede" and self.ganymede_release is None:
+            return [
+                "ganymede_release: required by the ganymede module: {'version', 'source', 'sha256'} of a platform "
+                "build (README, 'Releases')"
+            ]
+        return []
+
     # -- derived names (one place, so every module agrees) -----------------------------------
     @property
     def database_name(self) -> str:
@@ -957,6 +1197,15 @@ class Settings(BaseModel):
     def release_dir(self) -> str:
         """The current release of the platform (a symlink the ganymede module switches)."""
         return f"/opt/holistix/{self.environment}/current"
+
+    @property
+    def ganymede_unit(self) -> str:
+        return f"ganymede@{self.environment}.service"
+
+    @property
+    def org_data_dir(self) -> str:
+        """Where Ganymede's organisation data really lives (mapped onto /root/.local-dev/<env>/org-data)."""
+        return f"/var/lib/holistix/{self.environment}/org-data"
 
     @property
     def frontend_root(self) -> str:

@@ -31,6 +31,19 @@ def _artifact_checksums(pattern: str) -> dict:
     return checksums
 
 
+def _release(version: str) -> dict | None:
+    """A platform release made of the contract stand-ins (scripts/ganymede-release-artifact),
+    downloaded by the host from the harness's download server, like a release from a URL."""
+    sha_file = _artifacts / f"holistix-{version}.tar.gz.sha256"
+    if not sha_file.exists():
+        return None
+    return {
+        "version": version,
+        "source": f"http://{_outside}:8800/holistix-{version}.tar.gz",
+        "sha256": sha_file.read_text().split()[0],
+    }
+
+
 def _acme(address: str) -> dict:
     """The host's own stand-in for Let's Encrypt (a pebble asking this host's DNS server)."""
     if not _acme_ca.exists():
@@ -39,12 +52,20 @@ def _acme(address: str) -> dict:
     return {"acme_directory": f"https://{_outside}:{port}/dir", "acme_directory_ca_file": str(_acme_ca)}
 
 
+def _issuing_root(name: str) -> dict:
+    """Ganymede calls https://org-<uuid>.DOMAIN with the certificate pebble issued: it trusts
+    pebble's root (never NODE_TLS_REJECT_UNAUTHORIZED=0)."""
+    root = _acme_ca.parent / f"pebble-{name}-root.pem"
+    return {"ganymede_extra_ca_file": str(root)} if root.exists() else {}
+
+
 def _host(ip_file: Path):
     address = ip_file.read_text().strip()
     return (
         ip_file.stem,
         {
             **_acme(address),
+            **_issuing_root(ip_file.stem),
             "ssh_hostname": address,
             "ssh_user": "deploy",
             "ssh_key": str(_operator_key),
@@ -86,6 +107,12 @@ local = (
             {"name": "_dmarc", "type": "TXT", "value": "v=DMARC1; p=reject; rua=mailto:ops@staging.holistix.test"},
             {"name": "www", "type": "CNAME", "value": "staging.holistix.test"},
         ],
+        # the platform: a stand-in release (scripts/ganymede-release-artifact) on the distribution's
+        # Node.js (NodeSource is out of reach here); the stand-in's /health asks PostgreSQL
+        "ganymede_release": _release("1.0.0"),
+        "ganymede_health_path": "/health",
+        "ganymede_health_timeout_seconds": 20,
+        "nodejs_source": "distro",
         # bans sooner than production, so the e2e proves a ban with few attempts
         "fail2ban_sshd_maxretry": 3,
         # one published container port made public on purpose (the e2e checks that only it is)

@@ -135,8 +135,18 @@ class StagingHost:
         )
 
 
+@pytest.fixture(scope="session")
+def platform_releases():
+    """The stand-in platform releases the inventory and the tests deploy (built once, cached)."""
+    for version, health in (("1.0.0", []), ("2.0.0", []), ("3.0.0", ["--unhealthy"])):
+        built = subprocess.run(
+            [str(ROOT / "scripts" / "ganymede-release-artifact"), version, *health], capture_output=True, text=True
+        )
+        assert built.returncode == 0, built.stderr
+
+
 @pytest.fixture(scope="module", params=SUITES)
-def staging_host(request):
+def staging_host(request, platform_releases):
     if os.geteuid() != 0:
         pytest.fail("the e2e tests boot staging hosts with systemd-nspawn and need root")
     host = StagingHost(name=f"e2e-{request.param[:4]}", suite=request.param)

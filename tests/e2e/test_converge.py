@@ -32,8 +32,12 @@ PROBE_MIGRATIONS, PROBE_RESTORE = 8, 9
 PROBE_DNS_CHANGE, PROBE_DNS_BROKEN, PROBE_DNS_RESTORE = 10, 11, 12
 PROBE_WEB, PROBE_AUTH_BURST, PROBE_STATIC_BURST, PROBE_NGINX_BROKEN, PROBE_NGINX_AGAIN = 13, 14, 15, 16, 17
 PROBE_ACME_DNS_DOWN, PROBE_ACME_CLOUDFLARE, PROBE_ACME_RESTORE = 18, 19, 20
+# the release runs come quickly one after another: each from an address that has been quiet for
+# minutes (and never banned), so ufw's 6-in-30-s SSH limit never counts them together
+PROBE_RELEASE_2, PROBE_RELEASE_3, PROBE_ROLLBACK, PROBE_CHECKSUM = 10, 11, 12, 16
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
+ARTIFACTS = Path(os.environ.get("HOLISTIX_ARTIFACTS", "/var/cache/holistix-deploy/artifacts"))
 
 
 def _venv_tool(name: str) -> str:
@@ -157,7 +161,7 @@ def test_no_secret_appears_in_anything_pyinfra_printed(staging_host):
     secrets_dir = "/etc/holistix/staging"
     generated = {
         name: staging_host.exec("cat", f"{secrets_dir}/{name}")
-        for name in ("session_cookie_key", "credentials_encryption_key", "jwt_private_key.pem")
+        for name in ("session_cookie_key", "credentials_encryption_key", "jwt_private_key.pem", "database_password")
     }
     # the operator secrets really reached the host (else the check below proves nothing)
     stored = staging_host.exec("cat", f"{secrets_dir}/smtp_password").strip()
@@ -482,43 +486,6 @@ CHALLENGES: dict[str, list] = {}
 
 
 # -- the web edge, asked from outside ---------------------------------------------------------------
-
-
-def test_a_release_and_ganymede_are_there_for_nginx_to_serve(staging_host):
-    # Arrange: what the ganymede module will provide: the current release's frontend build, and
-    # Ganymede listening on its loopback port (a stand-in that echoes headers and accepts WebSockets)
-    settings = staging_host.settings()
-    frontend = subprocess.run(
-        ["tar", "-C", str(FIXTURES / "frontend"), "-cf", "-", "."], capture_output=True, check=True
-    ).stdout
-    unpacked = subprocess.run(
-        [
-            str(staging_host.harness_path),
-            "exec",
-            staging_host.name,
-            "sh",
-            "-c",
-            f"mkdir -p {settings.frontend_root} && tar -C {settings.frontend_root} -xf -",
-        ],
-        input=frontend,
-        capture_output=True,
-    )
-    assert unpacked.returncode == 0, unpacked.stderr
-    stand_in = (FIXTURES / "ganymede_stand_in.py").read_text()
-    started = subprocess.run(
-        [
-            str(staging_host.harness_path),
-            "exec",
-            staging_host.name,
-            "sh",
-            "-c",
-            "cat > /usr/local/lib/ganymede-stand-in.py && systemd-run --unit ganymede-stand-in"
-            f" python3 /usr/local/lib/ganymede-stand-in.py {settings.ganymede_port}",
-        ],
-        input=stand_in.encode(),
-        capture_output=True,
-    )
-    assert started.returncode == 0, started.stderr
 
 
 def _curl(staging_host, url: str, *options: str, addr: int = PROBE_WEB) -> subprocess.CompletedProcess:
@@ -952,12 +919,167 @@ def test_cloudflare_mode_issues_through_the_api_with_the_operators_token(staging
     assert "cloudflare.ini" not in staging_host.exec("ls", settings.secrets_dir)
 
 
+# -- ganymede: the platform's API, its releases and its organisations ------------------------------
+
+
+def _health(staging_host) -> dict:
+    settings = staging_host.settings()
+    answer = _curl(staging_host, f"https://ganymede.{settings.domain}{settings.ganymede_health_path}", addr=PROBE_WEB)
+    assert answer.returncode == 0, answer.stderr
+    return json.loads(answer.stdout)
+
+
+def _release_state(staging_host) -> dict:
+    base = f"/opt/holistix/{staging_host.settings().environment}"
+    return {
+        "current": staging_host.exec("readlink", f"{base}/current").strip(),
+        "releases": staging_host.exec("ls", f"{base}/releases").split(),
+        "pid": staging_host.exec(
+            "systemctl", "show", "-p", "MainPID", "--value", staging_host.settings().ganymede_unit
+        ).strip(),
+    }
+
+
+def _release(version: str, *, local: bool = False) -> str:
+    """--data value of ganymede_release for a stand-in release (scripts/ganymede-release-artifact)."""
+    tarball = ARTIFACTS / f"holistix-{version}.tar.gz"
+    bridge = os.environ.get("STAGING_NET", "10.77.0") + ".1"
+    source = str(tarball) if local else f"http://{bridge}:8800/{tarball.name}"
+    sha256 = Path(f"{tarball}.sha256").read_text().split()[0]
+    return "ganymede_release=" + json.dumps({"version": version, "source": source, "sha256": sha256})
+
+
+def test_ganymede_answers_through_nginx_and_reaches_its_database(staging_host):
+    assert _health(staging_host) == {"database": "ok", "release": "1.0.0"}
+
+
+def test_ganymede_is_not_reachable_directly_from_outside(staging_host):
+    port = staging_host.settings().ganymede_port
+    direct = staging_host.probe("curl", "-sS", "-m", "5", f"http://{staging_host.address}:{port}/", addr=PROBE_WEB)
+    assert direct.returncode != 0, direct.stdout
+    assert _scan(staging_host, "-sS", "-p", str(port)) == {}
+
+
+def test_an_organisation_allocated_by_ganymede_is_served_and_its_data_kept(staging_host):
+    # Act: what POST /gateway/start does, through the public API: write the organisation's
+    # block, nginx -t and reload (no sudo), ping https://org-<uuid>.DOMAIN, save its data
+    settings = staging_host.settings()
+    organisation = str(uuid.uuid4())
+    request = json.dumps({"organisation": organisation, "upstream": f"127.0.0.1:{settings.ganymede_port}"})
+    allocated = _curl(
+        staging_host,
+        f"https://ganymede.{settings.domain}/stand-in/organisations",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        request,
+        "-w",
+        "\n%{http_code}",
+    )
+    try:
+        assert allocated.stdout.endswith("\n200"), allocated.stdout + allocated.stderr
+        # Assert: the organisation answers from outside, through its own block
+        ping = _curl(staging_host, f"https://org-{organisation}.{settings.domain}/collab/ping")
+        assert json.loads(ping.stdout) == {"pong": True, "host": f"org-{organisation}.{settings.domain}"}
+        block = staging_host.exec("stat", "-c", "%U %a", f"{settings.nginx_gateways_dir}/org-{organisation}.conf")
+        assert block.split() == ["ganymede", "640"]
+        saved = json.loads(staging_host.exec("cat", f"{settings.org_data_dir}/{organisation}.json"))
+        assert saved["organisation"] == organisation
+        # nginx was tested and reloaded by the root-owned socket service, on Ganymede's request
+        requests = staging_host.exec("journalctl", "-q", "--no-pager", "-u", "holistix-nginx-control@*", "-o", "cat")
+        assert requests.count("Finished holistix-nginx-control@") >= 2
+    finally:
+        removed = _curl(
+            staging_host, f"https://ganymede.{settings.domain}/stand-in/organisations/{organisation}", "-X", "DELETE"
+        )
+        assert removed.returncode == 0, removed.stderr
+    assert f"org-{organisation}.conf" not in staging_host.exec("ls", settings.nginx_gateways_dir)
+
+
+def test_ganymede_is_back_within_10_s_after_kill_9(staging_host):
+    health = f"http://127.0.0.1:{staging_host.settings().ganymede_port}/health"
+    before = _release_state(staging_host)["pid"]
+    staging_host.exec("kill", "-9", before)
+    started, back = time.monotonic(), None
+    while time.monotonic() - started < 15:
+        pid = _release_state(staging_host)["pid"]
+        answered = staging_host.harness("exec", staging_host.name, "curl", "-sf", "-m", "1", health, check=False)
+        if pid not in ("0", before) and answered.returncode == 0:
+            back = time.monotonic() - started
+            break
+        time.sleep(0.25)
+    assert back is not None and back <= 10, f"not answering again within 10 s (after {back})"
+
+
+def test_a_healthy_release_from_the_operators_machine_is_switched_to(staging_host):
+    run = staging_host.pyinfra(
+        "--data", _release("2.0.0", local=True), deploy="deploys/ganymede.py", from_probe=PROBE_RELEASE_2
+    )
+    assert run.returncode == 0, _report(run)
+    assert _health(staging_host)["release"] == "2.0.0"
+    state = _release_state(staging_host)
+    assert state["current"] == "releases/2.0.0" and state["releases"] == ["1.0.0", "2.0.0"]
+    assert staging_host.exec("ls", "-A", "/var/cache/holistix/staging").strip() == "", "the upload was left behind"
+
+
+def test_an_unhealthy_release_is_rolled_back_and_the_run_fails_saying_so(staging_host):
+    run = staging_host.pyinfra("--data", _release("3.0.0"), deploy="deploys/ganymede.py", from_probe=PROBE_RELEASE_3)
+    assert run.returncode != 0
+    assert "release 3.0.0 did not answer on 127.0.0.1:6010/health within 20 s" in run.stderr, _report(run)
+    assert "rolled back to release 2.0.0, which answers" in run.stderr
+    assert _health(staging_host)["release"] == "2.0.0"
+    assert _release_state(staging_host)["current"] == "releases/2.0.0"
+
+
+def test_a_rollback_to_a_kept_release_on_request(staging_host):
+    run = staging_host.pyinfra(
+        "--data", "ganymede_rollback_to=1.0.0", deploy="deploys/ganymede.py", from_probe=PROBE_ROLLBACK
+    )
+    assert run.returncode == 0, _report(run)
+    assert _health(staging_host)["release"] == "1.0.0"
+    missing = staging_host.pyinfra(
+        "--data", "ganymede_rollback_to=0.9.0", deploy="deploys/ganymede.py", from_probe=PROBE_ROLLBACK
+    )
+    assert missing.returncode != 0
+    assert "release 0.9.0 is not installed (installed: 1.0.0, 2.0.0, 3.0.0)" in missing.stderr, _report(missing)
+    assert _health(staging_host)["release"] == "1.0.0"
+
+
+def test_a_release_with_a_wrong_checksum_is_refused_and_nothing_changes(staging_host):
+    before = _release_state(staging_host)
+    wrong = json.loads(_release("2.0.0").split("=", 1)[1]) | {"version": "2.0.1", "sha256": "0" * 64}
+    run = staging_host.pyinfra(
+        "--data", "ganymede_release=" + json.dumps(wrong), deploy="deploys/ganymede.py", from_probe=PROBE_CHECKSUM
+    )
+    assert run.returncode != 0
+    assert "release 2.0.1: the sha256 of" in run.stderr and "refused before unpacking, nothing changed" in run.stderr
+    # the failed host ends the run before pyinfra's JSON report: its progress lines tell
+    assert f"[{staging_host.name}] Success" not in run.stderr, "an operation changed the host"
+    assert _release_state(staging_host) == before
+    # a local file is checked with the settings, before the run touches the host at all
+    local = json.loads(_release("2.0.0", local=True).split("=", 1)[1]) | {"version": "2.0.1", "sha256": "0" * 64}
+    refused = staging_host.pyinfra(
+        "--data", "ganymede_release=" + json.dumps(local), deploy="deploys/ganymede.py", from_probe=PROBE_CHECKSUM
+    )
+    assert refused.returncode != 0 and "refused before anything changes" in refused.stderr, _report(refused)
+    assert _release_state(staging_host) == before
+
+
+def _secret_digests(staging_host) -> str:
+    secrets_dir = staging_host.settings().secrets_dir
+    return staging_host.exec("sh", "-c", f"cd {secrets_dir} && sha256sum *")
+
+
 def test_second_converge_changes_nothing(staging_host):
+    secrets_before = _secret_digests(staging_host)
     run = staging_host.pyinfra()
     assert run.returncode == 0, _report(run)
     changed = run.changed_operations(staging_host.name)
     assert changed == [], f"a second converge changed {len(changed)} operation(s): {changed}"
     assert run.results["totals"]["success"] == 0
+    assert _secret_digests(staging_host) == secrets_before, "a secret or Ganymede's environment file changed"
 
 
 def test_dns01_challenge_records_survive_a_converge_and_go_when_removed(staging_host):

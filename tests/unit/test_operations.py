@@ -90,3 +90,12 @@ TestNginxConfig = make_operation_tests(
 TestAcmeCertificate = make_operation_tests(
     "holistix_deploy", "operations.acme_certificate", FIXTURES / "operations.acme_certificate"
 )
+TestPlatformRelease = make_operation_tests(
+    "holistix_deploy", "operations.platform_release", FIXTURES / "operations.platform_release"
+)
+TestCurrentRelease = make_operation_tests(
+    "holistix_deploy", "operations.current_release", FIXTURES / "operations.current_release"
+)
+TestReleasesPruned = make_operation_tests(
+    "holistix_deploy", "operations.releases_pruned", FIXTURES / "operations.releases_pruned"
+)
