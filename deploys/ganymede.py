@@ -35,6 +35,7 @@ from holistix_deploy.operations import (
     database_migrations,
     install_helpers,
     platform_release,
+    release_configuration_applied,
     releases_pruned,
 )
 from holistix_deploy.settings import SettingsError, load_settings
@@ -48,6 +49,40 @@ if postgres_version is None:
     raise RuntimeError("no PostgreSQL version known for this host: run deploys/postgres.py first")
 environment, release = settings.environment, settings.ganymede_release
 base_dir, user = ganymede.base_dir(settings), ganymede.SERVICE_USER
+
+# -- the release first: verified (sha256 before unpacking) and unpacked beside the running one, so
+# a wrong checksum stops the run before anything the service uses has changed ---------------------
+install_helpers({ganymede.RELEASE_HELPER: "ganymede/holistix_release.py"})
+version_dir = f"{base_dir}/releases/{release.version}"
+
+
+def _installed_versions() -> dict:
+    state = host.get_fact(PlatformReleases, helper=ganymede.RELEASE_HELPER, environment=environment)
+    return (state or {}).get("releases", {})
+
+
+upload = None
+if not re.match(r"https?://", release.source):
+    # a release on the operator's machine (checked against its sha256 with the settings)
+    upload = ganymede.release_upload(settings)
+    for path in ("/var/cache/holistix", f"/var/cache/holistix/{environment}"):
+        files.directory(name=f"Ensure {path} exists", path=path, user="root", group="root", mode="0700")
+    files.put(
+        name=f"Ensure release {release.version} is uploaded while it is not installed",
+        src=release.source,
+        dest=upload,
+        mode="0600",
+        _if=lambda: release.version not in _installed_versions(),
+    )
+platform_release(
+    name=f"Ensure release {release.version} is installed (sha256 checked before unpacking)",
+    helper=ganymede.RELEASE_HELPER,
+    environment=environment,
+    version=release.version,
+    sha256=release.sha256,
+    source=upload or release.source,
+    upload=upload,
+)
 
 # -- Node.js ---------------------------------------------------------------------------------------
 nodesource_files = {
@@ -100,15 +135,13 @@ for path, owner, mode in (
     (f"{base_dir}/releases", "root", "0755"),
     (f"/var/lib/holistix/{environment}", "root", "0755"),
     (settings.org_data_dir, user, "0750"),
-    (f"/var/cache/holistix/{environment}", "root", "0700"),
     (settings.nginx_gateways_dir, user, "0755"),
     (f"{settings.nginx_gateways_dir}/locations", user, "0755"),
 ):
     files.directory(name=f"Ensure {path} exists", path=path, user=owner, group=owner, mode=mode)
 
-helpers = install_helpers(
+install_helpers(
     {
-        ganymede.RELEASE_HELPER: "ganymede/holistix_release.py",
         ganymede.ENV_HELPER: "ganymede/ganymede_env.py",
         ganymede.NGINX_CONTROL: "ganymede/nginx_control.py",
         ganymede.LOOPBACK_PRELOAD: "ganymede/loopback_listen.cjs",
@@ -116,6 +149,12 @@ helpers = install_helpers(
 )
 
 # -- nginx test and reload for Ganymede, without sudo -------------------------------------------------
+files.put(
+    name=f"Ensure {ganymede.NGINX_CONTROL_POLICY} says what organisation blocks may contain",
+    src=StringIO(ganymede.nginx_control_policy(settings)),
+    dest=ganymede.NGINX_CONTROL_POLICY,
+    mode="0644",
+)
 control_units = [
     files.put(
         name=f"Ensure /etc/systemd/system/{unit} is in place",
@@ -186,34 +225,6 @@ systemd.service(
 )
 
 # -- the release: verified, unpacked, its database applied, then switched behind the health gate -----
-version_dir = f"{base_dir}/releases/{release.version}"
-
-
-def _installed_versions() -> dict:
-    state = host.get_fact(PlatformReleases, helper=ganymede.RELEASE_HELPER, environment=environment)
-    return (state or {}).get("releases", {})
-
-
-upload = None
-if not re.match(r"https?://", release.source):
-    # a release on the operator's machine (checked against its sha256 with the settings)
-    upload = ganymede.release_upload(settings)
-    files.put(
-        name=f"Ensure release {release.version} is uploaded while it is not installed",
-        src=release.source,
-        dest=upload,
-        mode="0600",
-        _if=lambda: release.version not in _installed_versions(),
-    )
-platform_release(
-    name=f"Ensure release {release.version} is installed (sha256 checked before unpacking)",
-    helper=ganymede.RELEASE_HELPER,
-    environment=environment,
-    version=release.version,
-    sha256=release.sha256,
-    source=upload or release.source,
-    upload=upload,
-)
 if settings.ganymede_rollback_to is None:
     # forward only: a rollback keeps the newer schema (the platform's migrations only add); the
     # migration helper is the postgres module's
@@ -222,16 +233,16 @@ if settings.ganymede_rollback_to is None:
         database=settings.database_name,
         directory=f"{version_dir}/database",
     )
-switched = current_release(
+current_release(
     name=f"Ensure release {ganymede.desired_version(settings)} is current and answers (else the previous comes back)",
     helper=ganymede.RELEASE_HELPER,
     environment=environment,
     version=ganymede.desired_version(settings),
 )
-server.shell(
-    name=f"Ensure {settings.ganymede_unit} runs its new environment or unit, and answers",
-    commands=[f"{ganymede.RELEASE_HELPER} restart {environment}"],
-    _if=lambda: any_changed(environment_file, unit, helpers[ganymede.LOOPBACK_PRELOAD])() and not switched.did_change(),
+release_configuration_applied(
+    name=f"Ensure {settings.ganymede_unit} runs its current environment and unit (restarted behind the gate if not)",
+    helper=ganymede.RELEASE_HELPER,
+    environment=environment,
 )
 systemd.service(
     name=f"Ensure {settings.ganymede_unit} runs",

@@ -23,7 +23,8 @@ from pyinfra.operations import apt, files, server, systemd
 
 from holistix_deploy import nginx, tls
 from holistix_deploy.facts import CertificateState, NginxVersion
-from holistix_deploy.operations import NGINX_RELOAD, install_helpers, nginx_config
+from holistix_deploy.ganymede import NGINX_CONTROL
+from holistix_deploy.operations import NGINX_RELOAD, install_helpers, nginx_config, organisation_blocks_checked
 from holistix_deploy.settings import load_settings
 
 settings = load_settings(host)
@@ -67,6 +68,11 @@ placeholder = server.shell(
 )
 
 # -- the configuration, checked whole before anything live changes ----------------------------------
+# nginx -t reads (and creates the logs of) every organisation block as root: check them first
+organisation_blocks_checked(
+    name="Ensure the organisation blocks Ganymede wrote hold only the platform's block",
+    helper=NGINX_CONTROL,
+)
 config = nginx_config(
     name="Ensure nginx's configuration is in place (nginx -t on the complete new configuration first)",
     files={

@@ -320,12 +320,14 @@ class NeedsRefresh(FactBase):
 class PlatformReleases(FactBase):
     """
     The environment's platform releases, from holistix-release's read-only check:
-    ``{"current": "1.4.2" or None, "releases": {"1.4.2": {"sha256": ..., "installed": ...}}}``,
-    or None when the helper is not installed yet.
+    ``{"current": "1.4.2" or None, "previous": ..., "releases": {"1.4.2": {"sha256", "installed",
+    "failed"}}, "config_applied": bool, "prunable": [...] (with keep)}``, or None when the
+    helper is not installed yet.
     """
 
-    def command(self, helper: str, environment: str) -> str:
-        return f"if [ -x {helper} ]; then {helper} check {environment}; else echo absent; fi"
+    def command(self, helper: str, environment: str, keep: int | None = None) -> str:
+        arguments = environment if keep is None else f"{environment} {int(keep)}"
+        return f"if [ -x {helper} ]; then {helper} check {arguments}; else echo absent; fi"
 
     def process(self, output):
         import json

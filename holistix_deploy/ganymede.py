@@ -18,6 +18,8 @@ ENV_HELPER = "/usr/local/lib/holistix/ganymede-env"
 NGINX_CONTROL = "/usr/local/lib/holistix/nginx-control"
 LOOPBACK_PRELOAD = "/usr/local/lib/holistix/loopback-listen.cjs"
 NGINX_CONTROL_SOCKET_UNIT = "holistix-nginx-control.socket"
+UNIT_FILE = "/etc/systemd/system/ganymede@.service"
+NGINX_CONTROL_POLICY = "/etc/holistix/nginx-control.json"
 NODESOURCE_KEYRING = "/etc/apt/keyrings/nodesource.gpg"
 # NodeSource's repository signing key ("NSolid <nsolid-gpg@nodesource.com>"); files/ganymede/nodesource.gpg
 NODESOURCE_FINGERPRINT = "6F71F525282841EEDAF851B42F59B5F99B1BE0B4"
@@ -183,11 +185,29 @@ def gate(settings: Settings) -> str:
                 "port": settings.ganymede_port,
                 "path": settings.ganymede_health_path,
                 "timeout": settings.ganymede_health_timeout_seconds,
+                # what the service reads when it starts: a change to any of them needs a restart
+                "config_files": [env_file(settings), UNIT_FILE, LOOPBACK_PRELOAD, ca_bundle(settings)],
             },
             sort_keys=True,
         )
         + "\n"
     )
+
+
+def nginx_control_policy(settings: Settings) -> str:
+    """What holistix-nginx-control lets an organisation block contain (files/ganymede/nginx_control.py):
+    the values the contract's block takes on this host."""
+    policy = {
+        "gateways_dir": settings.nginx_gateways_dir,
+        "domain": settings.domain,
+        "listen_port": 443,
+        "certificate": f"{settings.tls_dir}/fullchain.pem",
+        "certificate_key": f"{settings.tls_dir}/privkey.pem",
+        "logs_dir": nginx.LOG_DIR,
+        # gateways publish on the Docker bridge; loopback for a gateway (or stand-in) on the host
+        "upstream_networks": ["127.0.0.0/8", str(settings.docker_bridge_cidr.network)],
+    }
+    return json.dumps(policy, indent=2, sort_keys=True) + "\n"
 
 
 def ip_allow_list(settings: Settings) -> list[str]:

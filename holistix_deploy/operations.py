@@ -922,7 +922,8 @@ def current_release(helper: str, environment: str, version: str):
 @operation()
 def releases_pruned(helper: str, environment: str, keep: int):
     """
-    Remove all but the ``keep`` most recently installed releases (never the current one).
+    Keep ``keep`` releases: the current one, the one before it, then the newest that never
+    failed their health gate; remove the others.
 
     **Example:**
 
@@ -930,10 +931,50 @@ def releases_pruned(helper: str, environment: str, keep: int):
 
         releases_pruned(name="Ensure at most 3 releases are kept", helper=..., environment="prod", keep=3)
     """
-    state = host.get_fact(PlatformReleases, helper=helper, environment=environment) or {"releases": {}}
-    releases = state["releases"]
-    newest_first = sorted(releases, key=lambda v: releases[v]["installed"], reverse=True)
-    if not [version for version in newest_first[keep:] if version != state.get("current")]:
-        host.noop(f"{len(releases)} release(s) kept, at most {keep}")
+    state = host.get_fact(PlatformReleases, helper=helper, environment=environment, keep=keep) or {}
+    if not state.get("prunable"):
+        host.noop(f"{len(state.get('releases', {}))} release(s) kept, at most {keep}")
         return
     yield StringCommand(helper, "prune", environment, str(keep))
+
+
+@operation()
+def release_configuration_applied(helper: str, environment: str):
+    """
+    Restart the current release through the health gate when what it reads at start (its
+    environment file, unit, preload, CA bundle) differs from what it last started with, even
+    when the change was made by an earlier run that failed before its restart.
+
+    **Example:**
+
+    .. code:: python
+
+        release_configuration_applied(name="Ensure Ganymede runs its configuration", helper=..., environment="prod")
+    """
+    state = host.get_fact(PlatformReleases, helper=helper, environment=environment) or {}
+    if not state.get("current") or state.get("config_applied"):
+        host.noop("the current release runs its configuration" if state.get("current") else "no release is current")
+        return
+    yield StringCommand(helper, "restart", environment)
+
+
+@operation(is_idempotent=True)
+def organisation_blocks_checked(helper: str):
+    """
+    Fail before nginx reads the organisation blocks Ganymede wrote, when one holds anything but
+    the platform contract's block (nginx's master reads them as root): ``helper check`` lists
+    each refused directive by file and line, never a value. No helper yet: nothing to check.
+
+    **Example:**
+
+    .. code:: python
+
+        organisation_blocks_checked(name="Ensure Ganymede's blocks hold nothing else", helper=...)
+    """
+    state = host.get_fact(HelperCheck, helper=helper, arguments="")
+    if state is not None and state != ["ok", "exit 0"]:
+        raise OperationError(
+            "organisation blocks refused, nginx does not read them (remove or fix them): " + "; ".join(state[:-1])
+        )
+    host.noop("the organisation blocks hold only what the platform writes")
+    yield from ()  # a check: it never changes the host

@@ -300,6 +300,20 @@ OAUTH_PROVIDERS = ("github", "gitlab", "discord", "linkedin")
 _ENVIRONMENT_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 
+def _version_text(value):
+    """pyinfra's --data turns 2 into an int and 1.10 into the float 1.1: take ints back as text,
+    refuse floats (their text is already lost)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        raise ValueError(
+            f"{value!r} arrived as a number (pyinfra --data parses 1.10 as 1.1): quote it, --data 'KEY=\"1.10\"'"
+        )
+    return value
+
+
 def _check_release_version(value: str) -> str:
     if not RELEASE_VERSION.fullmatch(value) or value in ("current", "releases"):
         raise ValueError(
@@ -330,20 +344,39 @@ class GanymedeRelease(BaseModel):
             raise ValueError("must be a sha256: 64 lower case hex digits")
         return value
 
-    @model_validator(mode="after")
-    def _source_is_there(self) -> GanymedeRelease:
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_from_the_command_line(cls, value):
+        return _version_text(value)
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_a_url_or_an_absolute_file(cls, value: str) -> str:
         from pathlib import Path
 
-        if re.match(r"https?://", self.source):
-            if not re.fullmatch(r"https?://[^\s'\"\\]+", self.source):
-                raise ValueError(f"source {self.source!r}: a URL without spaces or quotes")
-            return self
-        local = Path(self.source).expanduser()
+        if re.match(r"https?://", value):
+            if not re.fullmatch(r"https?://[^\s'\"\\@?#]+", value):
+                raise ValueError(
+                    f"{value!r}: a URL without spaces, quotes, credentials or a query (the host's process list "
+                    "and pyinfra's output show it); download a signed URL yourself and give the file"
+                )
+            return value
+        local = Path(value).expanduser().absolute()
         if not local.is_file():
-            raise ValueError(f"source {self.source!r} is neither an http(s) URL nor a file on this machine")
+            raise ValueError(f"{value!r} is neither an http(s) URL nor a file on this machine")
+        return str(local)
+
+    @model_validator(mode="after")
+    def _a_local_file_has_the_checksum(self) -> GanymedeRelease:
         import hashlib
 
-        digest = hashlib.sha256(local.read_bytes()).hexdigest()
+        if re.match(r"https?://", self.source):
+            return self
+        digest = hashlib.sha256()
+        with open(self.source, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        digest = digest.hexdigest()
         if digest != self.sha256:
             raise ValueError(
                 f"source {self.source!r} has sha256 {digest}, not {self.sha256}: refused before anything changes"
@@ -1090,6 +1123,11 @@ class Settings(BaseModel):
         if self.gateway_vpn_port_base <= 53 <= last_vpn:
             raise ValueError("gateway_vpn_port_base: the VPN range covers UDP port 53 (dns)")
         return self
+
+    @field_validator("ganymede_rollback_to", mode="before")
+    @classmethod
+    def _rollback_from_the_command_line(cls, value):
+        return _version_text(value)
 
     @field_validator("ganymede_rollback_to")
     @classmethod

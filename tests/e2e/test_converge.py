@@ -567,10 +567,15 @@ def _write_organisation_block(staging_host, organisation: str) -> str:
     block of organisation (org-<uuid>), proxying to the Ganymede stand-in; reload nginx."""
     settings = staging_host.settings()
     escaped_domain = settings.domain.replace(".", "\\.")
+    # exactly the contract's block (holistix-nginx-control refuses anything else), its gateway
+    # stood in for by Ganymede's loopback port
     block = (
+        f"upstream {organisation}-gw {{ server 127.0.0.1:{settings.ganymede_port}; }}\n"
         f"server {{ listen 443 ssl; server_name ~^(.+\\.)?{organisation}\\.{escaped_domain}$;"
         f" ssl_certificate {settings.tls_dir}/fullchain.pem; ssl_certificate_key {settings.tls_dir}/privkey.pem;"
-        f" location / {{ proxy_pass http://127.0.0.1:{settings.ganymede_port}; }} }}\n"
+        f" location / {{ proxy_pass http://{organisation}-gw; proxy_http_version 1.1;"
+        f" proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection upgrade; proxy_set_header Host $host; }}"
+        f" access_log /var/log/nginx/gateway-{organisation.removeprefix('org-')}-access.log; }}\n"
     )
     path = f"{settings.nginx_gateways_dir}/{organisation}.conf"
     written = subprocess.run(
@@ -998,6 +1003,28 @@ def test_an_organisation_allocated_by_ganymede_is_served_and_its_data_kept(stagi
     assert f"org-{organisation}.conf" not in staging_host.exec("ls", settings.nginx_gateways_dir)
 
 
+def test_a_block_beyond_the_contract_is_refused_before_nginx_reads_it(staging_host):
+    # Arrange: what a compromised Ganymede could write: a block that makes nginx's root master
+    # create and fill a file of its choosing
+    settings = staging_host.settings()
+    block = f"{settings.nginx_gateways_dir}/org-{uuid.uuid4()}.conf"
+    evil = "log_format p '$http_x';\nserver { listen 443 ssl; access_log /etc/cron.d/holistix-evil p; }\n"
+    try:
+        # Act: as Ganymede's user, write it and ask for the reload Ganymede would ask for
+        asked = subprocess.run(
+            [str(staging_host.harness_path), "exec", staging_host.name, "runuser", "-u", "ganymede", "--", "sh", "-c",
+             f"cat > {block} && /usr/local/lib/holistix/nginx-control reload"],
+            input=evil, capture_output=True, text=True,
+        )  # fmt: skip
+        # Assert: refused before nginx was even tested; nothing created; the value never echoed
+        assert asked.returncode != 0
+        assert ":1: log_format is not allowed here" in asked.stdout, asked.stdout + asked.stderr
+        assert "$http_x" not in asked.stdout and "holistix-evil" not in asked.stdout
+        assert "holistix-evil" not in staging_host.exec("ls", "/etc/cron.d")
+    finally:
+        staging_host.exec("rm", "-f", block)
+
+
 def test_ganymede_is_back_within_10_s_after_kill_9(staging_host):
     health = f"http://127.0.0.1:{staging_host.settings().ganymede_port}/health"
     before = _release_state(staging_host)["pid"]
@@ -1039,11 +1066,13 @@ def test_a_rollback_to_a_kept_release_on_request(staging_host):
     )
     assert run.returncode == 0, _report(run)
     assert _health(staging_host)["release"] == "1.0.0"
+    # pruning keeps the current and the previous release, never one that failed its gate
+    assert _release_state(staging_host)["releases"] == ["1.0.0", "2.0.0"]
     missing = staging_host.pyinfra(
         "--data", "ganymede_rollback_to=0.9.0", deploy="deploys/ganymede.py", from_probe=PROBE_ROLLBACK
     )
     assert missing.returncode != 0
-    assert "release 0.9.0 is not installed (installed: 1.0.0, 2.0.0, 3.0.0)" in missing.stderr, _report(missing)
+    assert "release 0.9.0 is not installed (installed: 1.0.0, 2.0.0)" in missing.stderr, _report(missing)
     assert _health(staging_host)["release"] == "1.0.0"
 
 

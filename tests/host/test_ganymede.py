@@ -147,7 +147,17 @@ def test_the_health_gate_knows_the_unit_port_and_timeout(host, settings):
         "port": settings.ganymede_port,
         "path": settings.ganymede_health_path,
         "timeout": settings.ganymede_health_timeout_seconds,
+        "config_files": [
+            ganymede.env_file(settings),
+            ganymede.UNIT_FILE,
+            ganymede.LOOPBACK_PRELOAD,
+            ganymede.ca_bundle(settings),
+        ],
     }
+    # the running service was started with the configuration on disk
+    with host.sudo():
+        state = json.loads(host.check_output(f"{ganymede.RELEASE_HELPER} check {settings.environment}"))
+    assert state["config_applied"] is True and state["current"] == settings.ganymede_release.version
     answer = host.run(
         f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{settings.ganymede_port}{gate['path']}"
     )

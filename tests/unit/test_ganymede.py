@@ -54,6 +54,8 @@ def with_release(valid_data) -> dict:
         ({"version": "1.0", "source": "https://example.com/r.tgz", "sha256": "ABC"}, "64 lower case hex digits"),
         ({"version": "1.0", "source": "/nowhere/r.tgz", "sha256": SHA}, "neither an http(s) URL nor a file"),
         ({"version": "1.0", "source": "https://example.com/r.tgz"}, "[sha256]: Field required"),
+        ({"version": "1.0", "source": "https://example.com/r.tgz?X-Amz-Signature=abc", "sha256": SHA}, "a query"),
+        ({"version": "1.0", "source": "https://user:pw@example.com/r.tgz", "sha256": SHA}, "credentials"),
     ],
 )
 def test_a_bad_release_is_refused_naming_the_field(valid_data, release, rule):
@@ -67,6 +69,21 @@ def test_a_local_release_with_another_checksum_is_refused_before_the_run(valid_d
     release = {"version": "1.0", "source": str(tarball), "sha256": SHA}
     (problem,) = problems_for({**valid_data, "ganymede_release": release})
     assert f"has sha256 {hashlib.sha256(tarball.read_bytes()).hexdigest()}, not {SHA}" in problem
+
+
+def test_a_local_release_is_named_by_its_absolute_path(valid_data, tmp_path, monkeypatch):
+    (tmp_path / "r.tgz").write_bytes(b"build")
+    monkeypatch.chdir(tmp_path)
+    release = {"version": "1.0", "source": "r.tgz", "sha256": hashlib.sha256(b"build").hexdigest()}
+    settings = validate_data({**valid_data, "ganymede_release": release}, {})
+    assert settings.ganymede_release.source == str(tmp_path / "r.tgz")
+
+
+def test_versions_from_the_command_line_keep_their_text(valid_data):
+    # pyinfra --data parses ganymede_rollback_to=2 as an int and 1.10 as the float 1.1
+    assert validate_data({**valid_data, "ganymede_rollback_to": 2}, {}).ganymede_rollback_to == "2"
+    (problem,) = problems_for({**valid_data, "ganymede_rollback_to": 1.1})
+    assert problem.startswith("ganymede_rollback_to = 1.1") and "quote it" in problem
 
 
 def test_the_module_cannot_run_without_a_release(valid_data):
@@ -210,6 +227,10 @@ def _tarball(path: Path, members: dict[str, bytes]) -> str:
     with tarfile.open(path, "w:gz") as archive:
         for name, content in members.items():
             info = tarfile.TarInfo(name)
+            if isinstance(content, tuple):  # (tarfile.SYMTYPE or LNKTYPE, target)
+                info.type, info.linkname = content
+                archive.addfile(info)
+                continue
             info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -250,19 +271,29 @@ def test_a_wrong_checksum_unpacks_nothing(release_helper, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "members",
+    ("members", "message"),
     [
-        {k: v for k, v in BUILD.items() if "cmds" not in k},  # not a platform build
-        {**BUILD, "../escape.js": b"x"},  # a path out of the release
-        {**BUILD, "/etc/passwd": b"x"},
+        ({k: v for k, v in BUILD.items() if "cmds" not in k}, "lacks dist/packages/app-ganymede-cmds/main.js"),
+        ({**BUILD, "../escape.js": b"x"}, "unsafe path '../escape.js'"),
+        ({**BUILD, "/etc/passwd": b"x"}, "unsafe path '/etc/passwd'"),
+        ({**BUILD, "passwd": (tarfile.SYMTYPE, "/etc/passwd")}, "link 'passwd' points outside"),
+        ({**BUILD, "up": (tarfile.SYMTYPE, "../../etc")}, "link 'up' points outside"),
+        ({**BUILD, "hard": (tarfile.LNKTYPE, "/etc/shadow")}, "neither a file, a directory nor a link"),
+        ({**BUILD, "fifo": (tarfile.FIFOTYPE, "")}, "neither a file, a directory nor a link"),
     ],
-    ids=["missing_cmds", "dot_dot", "absolute"],
+    ids=["missing_cmds", "dot_dot", "absolute", "symlink_absolute", "symlink_up", "hardlink", "fifo"],
 )
-def test_a_tarball_that_is_not_a_clean_platform_build_is_refused(release_helper, tmp_path, members):
+@pytest.mark.parametrize("data_filter", [True, False], ids=["data_filter", "python_without_it"])
+def test_a_tarball_that_is_not_a_clean_platform_build_is_refused(
+    release_helper, tmp_path, members, message, data_filter, monkeypatch, capsys
+):
+    if not data_filter:  # Debian 12's Python may lack it: our own checks must hold alone
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
     sha = _tarball(tmp_path / "r.tar.gz", members)
     with pytest.raises(SystemExit):
         release_helper.install("prod", "1.0", sha, str(tmp_path / "r.tar.gz"))
     assert list((tmp_path / "opt" / "prod" / "releases").iterdir()) == []
+    assert message in capsys.readouterr().err
 
 
 def test_a_version_is_never_replaced_by_another_build(release_helper, tmp_path):
@@ -273,13 +304,45 @@ def test_a_version_is_never_replaced_by_another_build(release_helper, tmp_path):
         release_helper.install("prod", "1.0", other, str(tmp_path / "s.tar.gz"))
 
 
-def test_pruning_keeps_the_newest_and_the_current(release_helper, tmp_path):
+def test_pruning_keeps_current_and_previous_then_the_newest_healthy(release_helper, tmp_path):
     sha = _tarball(tmp_path / "r.tar.gz", BUILD)
-    for version in ("1", "2", "3", "4"):
+    for version in ("1", "2", "3", "4", "5"):
+        release_helper.install("prod", version, sha, str(tmp_path / "r.tar.gz"))
+    release_helper._mark("prod", "5", failed=True)  # it failed its health gate
+    release_helper.point_current_at("prod", "2")
+    release_helper._remember_previous("prod", "1")  # what a rollback would go back to
+    release_helper.prune("prod", 3)
+    assert sorted(release_helper.installed("prod")) == ["1", "2", "4"]
+    assert release_helper.current("prod") == "2"
+
+
+def test_a_failed_switch_goes_back_to_the_previous_release(release_helper, tmp_path, monkeypatch):
+    sha = _tarball(tmp_path / "r.tar.gz", BUILD)
+    for version in ("1", "2"):
         release_helper.install("prod", version, sha, str(tmp_path / "r.tar.gz"))
     release_helper.point_current_at("prod", "1")
-    release_helper.prune("prod", 2)
-    assert sorted(release_helper.installed("prod")) == ["1", "3", "4"]
+    gate = {"unit": "ganymede@prod.service", "port": 6010, "path": "/", "timeout": 1, "config_files": []}
+    monkeypatch.setattr(release_helper, "gate", lambda: gate)
+    monkeypatch.setattr(release_helper, "_record_config", lambda env, settings: None)
+    # release 2 never answers; release 1 does again
+    monkeypatch.setattr(
+        release_helper, "restart_and_wait", lambda unit, settings: release_helper.current("prod") == "1"
+    )
+    with pytest.raises(SystemExit):
+        release_helper.switch("prod", "2")
+    assert release_helper.current("prod") == "1"
+    assert release_helper.installed("prod")["2"]["failed"] is True
+
+
+def test_switching_to_the_current_release_only_restarts_and_never_unlinks(release_helper, tmp_path, monkeypatch):
+    sha = _tarball(tmp_path / "r.tar.gz", BUILD)
+    release_helper.install("prod", "1", sha, str(tmp_path / "r.tar.gz"))
+    release_helper.point_current_at("prod", "1")
+    gate = {"unit": "ganymede@prod.service", "port": 6010, "path": "/", "timeout": 1, "config_files": []}
+    monkeypatch.setattr(release_helper, "gate", lambda: gate)
+    monkeypatch.setattr(release_helper, "restart_and_wait", lambda unit, settings: False)
+    with pytest.raises(SystemExit):
+        release_helper.switch("prod", "1")
     assert release_helper.current("prod") == "1"
 
 
@@ -318,3 +381,99 @@ def test_nodesource_is_the_only_source_of_nodejs_when_chosen():
     assert f"Signed-By: {ganymede.NODESOURCE_KEYRING}" in sources
     pin = render("ganymede/nodesource.pref.j2")
     assert "Package: nodejs\nPin: origin deb.nodesource.com\nPin-Priority: 1001" in pin
+
+
+# -- holistix-nginx-control: what the root side lets Ganymede's blocks contain ----------------------
+
+ORGANISATION = "0492b0f9-f9a1-4770-a0a9-3d663fb7ff05"
+POLICY = {
+    "gateways_dir": "/etc/nginx/holistix/prod/gateways.d",
+    "domain": "app.example.com",
+    "listen_port": 443,
+    "certificate": "/etc/ssl/holistix/app.example.com/fullchain.pem",
+    "certificate_key": "/etc/ssl/holistix/app.example.com/privkey.pem",
+    "logs_dir": "/var/log/nginx",
+    "upstream_networks": ["127.0.0.0/8", "172.17.0.0/16"],
+}
+# what Ganymede's nginx-manager.ts writes (platform contract 1.5)
+CONTRACT_BLOCK = f"""upstream org-{ORGANISATION}-gw {{ server 172.17.0.1:7100; }}
+server {{
+    listen 443 ssl;
+    server_name ~^(.+\\.)?org-{ORGANISATION}\\.app\\.example\\.com$;
+    ssl_certificate /etc/ssl/holistix/app.example.com/fullchain.pem;
+    ssl_certificate_key /etc/ssl/holistix/app.example.com/privkey.pem;
+    location / {{
+        proxy_pass http://org-{ORGANISATION}-gw;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto https;
+        proxy_read_timeout 86400s;
+        proxy_send_timeout 86400s;
+    }}
+    access_log /var/log/nginx/gateway-{ORGANISATION}-access.log;
+    error_log /var/log/nginx/gateway-{ORGANISATION}-error.log;
+}}
+"""
+
+
+def test_the_contracts_organisation_block_is_accepted():
+    assert _helper("nginx_control").block_problems(f"org-{ORGANISATION}.conf", CONTRACT_BLOCK, POLICY) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "refused"),
+    [
+        (lambda b: "include /etc/holistix/prod/dns_api_token;\n" + b, ":1: include is not allowed"),
+        (lambda b: b.replace("access_log /var/log/nginx/", "access_log /etc/cron.d/"), "access_log is not allowed"),
+        (lambda b: "log_format p '$http_x';\n" + b, "log_format is not allowed"),
+        (lambda b: b.replace("172.17.0.1:7100", "203.0.113.9:80"), "server is not allowed here (upstream"),
+        (lambda b: b.replace("    location / {", "    root /;\n    location / {"), "root is not allowed"),
+        (lambda b: b.replace("proxy_http_version 1.1;", "location /x { alias /etc/; }"), "location is not allowed"),
+        (
+            lambda b: b.replace(
+                "ssl_certificate_key /etc/ssl/holistix/app.example.com/privkey.pem", "ssl_certificate_key /etc/shadow"
+            ),
+            "ssl_certificate_key is not allowed",
+        ),
+        (
+            lambda b: b.replace("proxy_set_header Host $host;", "proxy_set_header Host $request_body;"),
+            "proxy_set_header",
+        ),
+    ],
+    ids=[
+        "include",
+        "log_elsewhere",
+        "log_format",
+        "upstream_outside",
+        "root",
+        "nested_location",
+        "other_key",
+        "header_value",
+    ],
+)
+def test_anything_beyond_the_contracts_block_is_refused_without_its_value(change, refused):
+    problems = _helper("nginx_control").block_problems(f"org-{ORGANISATION}.conf", change(CONTRACT_BLOCK), POLICY)
+    assert any(refused in problem for problem in problems), problems
+    assert not any("/etc/shadow" in problem or "dns_api_token" in problem for problem in problems)
+
+
+def test_a_block_must_be_named_after_its_organisation():
+    (problem,) = _helper("nginx_control").block_problems("evil.conf", CONTRACT_BLOCK, POLICY)
+    assert "not an organisation block" in problem
+
+
+def test_a_configuration_change_stays_pending_until_a_healthy_start_records_it(release_helper, tmp_path, monkeypatch):
+    env_file = tmp_path / "ganymede.env"
+    env_file.write_text("A='1'\n")
+    settings = {"config_files": [str(env_file), str(tmp_path / "absent.cjs")]}
+    monkeypatch.setattr(release_helper, "_digest_file", lambda env: tmp_path / "applied")
+    assert not release_helper.config_applied("prod", settings)  # never started by us
+    release_helper._record_config("prod", settings)
+    assert release_helper.config_applied("prod", settings)
+    env_file.write_text("A='2'\n")  # a run changed it, then failed before its restart
+    assert not release_helper.config_applied("prod", settings)
+    assert oct((tmp_path / "applied").stat().st_mode & 0o777) == "0o600"

@@ -99,3 +99,9 @@ TestCurrentRelease = make_operation_tests(
 TestReleasesPruned = make_operation_tests(
     "holistix_deploy", "operations.releases_pruned", FIXTURES / "operations.releases_pruned"
 )
+TestReleaseConfigurationApplied = make_operation_tests(
+    "holistix_deploy", "operations.release_configuration_applied", FIXTURES / "operations.release_configuration_applied"
+)
+TestOrganisationBlocksChecked = make_operation_tests(
+    "holistix_deploy", "operations.organisation_blocks_checked", FIXTURES / "operations.organisation_blocks_checked"
+)
