@@ -112,6 +112,17 @@ def test_probe_is_an_outside_machine_on_the_bridge(two_hosts):
     assert f"{NET}.3/24" in probe.stdout
 
 
+def test_the_bridge_keeps_its_mac_while_probes_come_and_go(two_hosts):
+    # a bridge whose MAC followed its ports would leave the hosts' ARP caches pointing $NET.1 at
+    # a MAC that is gone whenever a probe came or went: timeouts to every stand-in
+    address = Path(f"/sys/class/net/{BRIDGE}/address")
+    before = address.read_text()
+    for probe in ("4", "5", "6"):
+        harness("probe", "--addr", probe, "--", "true")
+    assert address.read_text() == before
+    assert Path(f"/sys/class/net/{BRIDGE}/addr_assign_type").read_text().strip() == "3"  # set, not inherited
+
+
 def test_apt_works_through_the_proxy_on_the_bridge(two_hosts):
     update = harness("exec", "hxt-b", "apt-get", "update", "-q", check=False)
     assert update.returncode == 0, update.stdout[-2000:] + update.stderr[-2000:]
