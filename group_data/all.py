@@ -190,4 +190,16 @@ nodejs_source = 'nodesource'
 # ganymede: Node.js major version taken from NodeSource (node_<major>.x).
 nodejs_major = 24
 
+# gateway_pool: The gateway image as a `docker save` tarball: {'tag', 'source' (http(s) URL or a local file), 'sha256'}. Required by deploys/gateway_pool.py; loaded with docker load once per checksum.
+gateway_image = None
+
+# gateway_pool: Memory limit of each gateway container (K, M or G).
+gateway_memory_max = '1G'
+
+# gateway_pool: CPU limit of each gateway container (CPUs).
+gateway_cpus = 1.0
+
+# gateway_pool: Process limit of each gateway container.
+gateway_pids_max = 512
+
 # Required, no default (set them in the inventory): domain, admin_email, public_ipv4, deploy_authorized_keys

@@ -334,3 +334,23 @@ class PlatformReleases(FactBase):
 
         text = "\n".join(output).strip()
         return None if text in ("", "absent") else json.loads(text)
+
+
+class GatewayImageState(FactBase):
+    """ "loaded" when the gateway image ``tag`` was loaded from the tarball with ``sha256``, else "missing"."""
+
+    def command(self, helper: str, environment: str, tag: str, sha256: str) -> str:
+        return f"if [ -x {helper} ]; then {helper} image-state {environment} {tag} {sha256}; else echo missing; fi"
+
+    def process(self, output):
+        return output[0].strip() if output else "missing"
+
+
+class AptPackageAvailable(FactBase):
+    """Whether apt knows a package of that name (Debian 13 splits Docker's CLI into docker-cli)."""
+
+    def command(self, package: str) -> str:
+        return f"apt-cache show --no-all-versions {package} >/dev/null 2>&1 && echo yes || echo no"
+
+    def process(self, output):
+        return bool(output) and output[0].strip() == "yes"

@@ -44,5 +44,10 @@ def ufw_rules(settings: Settings) -> list[str]:
         rules.append(
             f"ufw allow in on docker0 from {bridge.network} to {bridge.ip} port {port} proto {protocol} comment '{why}'"
         )
+    if settings.gateway_image is not None:
+        # user containers dial their gateway's VPN from anywhere: the pool's UDP range, and only it
+        first, last = settings.gateway_vpn_port_base, settings.gateway_vpn_port_base + settings.gateway_pool_size - 1
+        ports = str(first) if first == last else f"{first}:{last}"
+        rules.append(f"ufw route allow {ports}/udp comment 'gateways: vpn'")
     rules += [_opening(rule) for rule in settings.firewall_extra_rules]
     return rules

@@ -23,7 +23,18 @@ from pyinfra.api.exceptions import PyinfraError
 from holistix_deploy.secrets import OPERATOR_SECRETS, OperatorSecretError, read_operator_secrets
 
 # Module names a setting can belong to; "core" is read by several modules.
-MODULES = ("core", "base", "firewall", "postgres", "coredns", "nginx", "letsencrypt", "platform", "ganymede")
+MODULES = (
+    "core",
+    "base",
+    "firewall",
+    "postgres",
+    "coredns",
+    "nginx",
+    "letsencrypt",
+    "platform",
+    "ganymede",
+    "gateway_pool",
+)
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _ENVIRONMENT = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -323,19 +334,13 @@ def _check_release_version(value: str) -> str:
     return value
 
 
-class GanymedeRelease(BaseModel):
-    """One platform build: its version, where to get the tarball, and its sha256."""
+class Artifact(BaseModel):
+    """A file the host gets by URL or from the operator's machine, checked by its sha256."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: str = Field(description="names the directory /opt/holistix/<env>/releases/<version>; never reused")
     source: str = Field(description="an http(s) URL the host downloads, or a file on the machine that runs pyinfra")
-    sha256: str = Field(description="sha256 of the tarball (64 lower case hex digits)")
-
-    @field_validator("version")
-    @classmethod
-    def _version_is_a_name(cls, value: str) -> str:
-        return _check_release_version(value)
+    sha256: str = Field(description="sha256 of the file (64 lower case hex digits)")
 
     @field_validator("sha256")
     @classmethod
@@ -343,11 +348,6 @@ class GanymedeRelease(BaseModel):
         if not re.fullmatch(r"[0-9a-f]{64}", value):
             raise ValueError("must be a sha256: 64 lower case hex digits")
         return value
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version_from_the_command_line(cls, value):
-        return _version_text(value)
 
     @field_validator("source")
     @classmethod
@@ -367,7 +367,7 @@ class GanymedeRelease(BaseModel):
         return str(local)
 
     @model_validator(mode="after")
-    def _a_local_file_has_the_checksum(self) -> GanymedeRelease:
+    def _a_local_file_has_the_checksum(self) -> Artifact:
         import hashlib
 
         if re.match(r"https?://", self.source):
@@ -382,6 +382,35 @@ class GanymedeRelease(BaseModel):
                 f"source {self.source!r} has sha256 {digest}, not {self.sha256}: refused before anything changes"
             )
         return self
+
+
+class GanymedeRelease(Artifact):
+    """One platform build: its version, where to get the tarball, and its sha256."""
+
+    version: str = Field(description="names the directory /opt/holistix/<env>/releases/<version>; never reused")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_from_the_command_line(cls, value):
+        return _version_text(value)
+
+    @field_validator("version")
+    @classmethod
+    def _version_is_a_name(cls, value: str) -> str:
+        return _check_release_version(value)
+
+
+class GatewayImage(Artifact):
+    """The gateway image as `docker save` wrote it: the tag it carries, where to get it, its sha256."""
+
+    tag: str = Field(description="repository:tag inside the tarball, e.g. holistix-gateway:1.4.2")
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_is_a_docker_reference(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", value):
+            raise ValueError("must be a Docker image reference with a tag, like holistix-gateway:1.4.2")
+        return value
 
 
 class Settings(BaseModel):
@@ -723,6 +752,26 @@ class Settings(BaseModel):
         description="TCP port, on the Docker bridge address, of the server gateways fetch their build from.",
     )
 
+    # -- gateway_pool ---------------------------------------------------------------------------
+    gateway_image: GatewayImage | None = _setting(
+        None,
+        module="gateway_pool",
+        description="The gateway image as a `docker save` tarball: {'tag', 'source' (http(s) URL or a local file), "
+        "'sha256'}. Required by deploys/gateway_pool.py; loaded with docker load once per checksum.",
+        examples=[
+            {"tag": "holistix-gateway:1.4.2", "source": "https://example.com/gateway-1.4.2.tar", "sha256": "<64 hex>"}
+        ],
+    )
+    gateway_memory_max: str = _setting(
+        "1G", module="gateway_pool", description="Memory limit of each gateway container (K, M or G)."
+    )
+    gateway_cpus: float = _setting(
+        1.0, module="gateway_pool", gt=0, le=64, description="CPU limit of each gateway container (CPUs)."
+    )
+    gateway_pids_max: int = _setting(
+        512, module="gateway_pool", ge=32, le=65536, description="Process limit of each gateway container."
+    )
+
     # -- ganymede ------------------------------------------------------------------------------
     ganymede_release: GanymedeRelease | None = _setting(
         None,
@@ -906,7 +955,7 @@ class Settings(BaseModel):
             raise ValueError("must be a 24-hour time HH:MM, like 04:00")
         return value
 
-    @field_validator("journald_max_use", "ganymede_memory_max")
+    @field_validator("journald_max_use", "ganymede_memory_max", "gateway_memory_max")
     @classmethod
     def _size_has_a_unit(cls, value: str) -> str:
         if not _SIZE.fullmatch(value):
@@ -1207,6 +1256,11 @@ class Settings(BaseModel):
 
     def missing_for(self, module: str) -> list[str]:
         """Problems that stop ``module`` before it changes anything (keys it cannot run without)."""
+        if module == "gateway_pool" and self.gateway_image is None:
+            return [
+                "gateway_image: required by the gateway_pool module: {'tag', 'source', 'sha256'} of the gateway "
+                "image's docker save tarball (README, 'Module: gateway_pool')"
+            ]
         if module == "ganymede" and self.ganymede_release is None:
             return [
                 "ganymede_release: required by the ganymede module: {'version', 'source', 'sha256'} of a platform "

@@ -44,6 +44,16 @@ def _release(version: str) -> dict | None:
     }
 
 
+def _gateway_image(tag: str) -> dict | None:
+    """The stand-in gateway image (scripts/gateway-image-artifact), a `docker save` tarball the
+    host downloads from the harness's download server."""
+    tarball = _artifacts / f"{tag.replace(':', '_')}.docker.tar"
+    sha_file = Path(f"{tarball}.sha256")
+    if not sha_file.exists():
+        return None
+    return {"tag": tag, "source": f"http://{_outside}:8800/{tarball.name}", "sha256": sha_file.read_text().split()[0]}
+
+
 def _acme(address: str) -> dict:
     """The host's own stand-in for Let's Encrypt (a pebble asking this host's DNS server)."""
     if not _acme_ca.exists():
@@ -113,6 +123,8 @@ local = (
         "ganymede_health_path": "/health",
         "ganymede_health_timeout_seconds": 20,
         "nodejs_source": "distro",
+        "gateway_image": _gateway_image("holistix-gateway:stand-in-1"),
+        "gateway_pool_size": 3,
         # bans sooner than production, so the e2e proves a ban with few attempts
         "fail2ban_sshd_maxretry": 3,
         # one published container port made public on purpose (the e2e checks that only it is)

@@ -42,6 +42,10 @@ vps = [
             # tarball for this host's architecture, copied from coredns_<version>_linux_amd64.tgz.sha256
             # on https://github.com/coredns/coredns/releases (the README says why it is not built in):
             # "coredns_sha256": {"amd64": "<64 hex digits>"},
+            # Required by deploys/ganymede.py and deploys/gateway_pool.py: the platform build and the
+            # gateway image (docker save), each with the sha256 published with it (README, Releases):
+            # "ganymede_release": {"version": "1.4.2", "source": "https://...", "sha256": "<64 hex>"},
+            # "gateway_image": {"tag": "holistix-gateway:1.4.2", "source": "https://...", "sha256": "<64 hex>"},
         },
     ),
 ]

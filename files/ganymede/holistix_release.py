@@ -9,6 +9,7 @@
     holistix-release restart ENV                         restart the current release, health gate
     holistix-release prune   ENV KEEP                    keep the current, the previous and the newest
                                                          healthy releases, KEEP in all
+    holistix-release wait    ENV                         return once the current release answers
 
 Installed by holistix-deploy's ganymede module (files/ganymede/holistix_release.py). Runs as
 root; one at a time per environment (a lock).
@@ -46,12 +47,15 @@ from pathlib import Path
 STAMP = ".holistix-release"
 # after its first answer, a release must still answer, with the same process, this much later
 STEADY_SECONDS = 3
+# how long `wait` waits for Ganymede (at boot it starts with everything else)
+WAIT_SECONDS = 240
 VERSION_RULE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,63}")
 # what a platform build holds (README, "Releases"); the frontend and database/ are checked too
 REQUIRED_MEMBERS = (
     "dist/packages/app-ganymede/main.js",
     "dist/packages/app-ganymede-cmds/main.js",
     "packages/app-frontend/dist/index.html",
+    "builds/gateway.tar.gz",
 )
 
 
@@ -310,6 +314,18 @@ def restart(env: str) -> None:
     print(f"restarted release {current(env)}")
 
 
+def wait(env: str) -> None:
+    """Return once the current release answers (what starts after Ganymede waits on this)."""
+    settings = gate()
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if answers(settings):
+            print(f"release {current(env)} answers")
+            return
+        time.sleep(1)
+    fail(f"Ganymede did not answer on 127.0.0.1:{settings['port']}{settings['path']} within {WAIT_SECONDS} s")
+
+
 def prunable(releases: dict[str, dict], current_version: str | None, previous: str | None, keep: int) -> list[str]:
     """Releases beyond the KEEP to keep: the current one and the one before it always stay,
     then the newest that never failed their health gate."""
@@ -367,11 +383,14 @@ if __name__ == "__main__":
         "switch": (switch, (1,)),
         "restart": (restart, (0,)),
         "prune": (lambda env, keep: prune(env, int(keep)), (1,)),
+        "wait": (wait, (0,)),
     }
     if command not in actions or len(arguments) not in actions[command][1]:
         fail("usage: see the top of this file (check, install, switch, restart, prune)")
     if command == "check":
         check(ENVIRONMENT, *arguments)
+    elif command == "wait":
+        wait(ENVIRONMENT)
     else:
         with locked(ENVIRONMENT):
             actions[command][0](ENVIRONMENT, *arguments)

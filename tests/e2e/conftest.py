@@ -143,6 +143,8 @@ def platform_releases():
             [str(ROOT / "scripts" / "ganymede-release-artifact"), version, *health], capture_output=True, text=True
         )
         assert built.returncode == 0, built.stderr
+    image = subprocess.run([str(ROOT / "scripts" / "gateway-image-artifact")], capture_output=True, text=True)
+    assert image.returncode == 0, image.stderr
 
 
 @pytest.fixture(scope="module", params=SUITES)

@@ -35,6 +35,7 @@ PROBE_ACME_DNS_DOWN, PROBE_ACME_CLOUDFLARE, PROBE_ACME_RESTORE = 18, 19, 20
 # the release runs come quickly one after another: each from an address that has been quiet for
 # minutes (and never banned), so ufw's 6-in-30-s SSH limit never counts them together
 PROBE_RELEASE_2, PROBE_RELEASE_3, PROBE_ROLLBACK, PROBE_CHECKSUM = 10, 11, 12, 16
+PROBE_SCALE_UP, PROBE_SCALE_DOWN, PROBE_SCALE_BACK = 14, 15, 17
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 ARTIFACTS = Path(os.environ.get("HOLISTIX_ARTIFACTS", "/var/cache/holistix-deploy/artifacts"))
@@ -202,7 +203,8 @@ def test_only_the_platform_ports_are_open_from_outside(staging_host):
     assert set(reachable) == _expected_tcp(settings)
     assert reachable["22/tcp"] == "open"
     udp = _scan(staging_host, "-sU", "-p", "53,54,49100")
-    assert set(udp) == ({"53/udp"} if settings.dns_served_publicly else set())
+    vpn = {"49100/udp"} if settings.gateway_image and settings.gateway_vpn_port_base == 49100 else set()
+    assert set(udp) == ({"53/udp"} if settings.dns_served_publicly else set()) | vpn
 
 
 def test_hand_made_rules_are_gone(staging_host):
@@ -1096,6 +1098,56 @@ def test_a_release_with_a_wrong_checksum_is_refused_and_nothing_changes(staging_
     assert _release_state(staging_host) == before
 
 
+# -- the gateway pool ---------------------------------------------------------------------------------
+
+
+def _pool(staging_host) -> tuple[list[str], list[str]]:
+    """(pool containers, gateways registered in the database), by name."""
+    settings = staging_host.settings()
+    containers = staging_host.exec(
+        "docker", "ps", "-a", "--filter", "label=holistix.gateway-pool", "--format", "{{.Names}}"
+    )
+    registered = staging_host.exec(
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        "psql",
+        "-At",
+        "-d",
+        settings.database_name,
+        "-c",
+        "SELECT hostname FROM gateways",
+    )
+    return sorted(containers.split()), sorted(registered.split())
+
+
+def test_gateway_ports_are_closed_from_outside_but_the_vpn_range_is_open(staging_host):
+    settings = staging_host.settings()
+    first_http, first_vpn, size = (
+        settings.gateway_http_port_base,
+        settings.gateway_vpn_port_base,
+        settings.gateway_pool_size,
+    )
+    http_ports = f"{first_http}-{first_http + size - 1},{settings.gateway_build_server_port}"
+    assert _scan(staging_host, "-sS", "-p", http_ports) == {}, "a gateway's HTTP port or the build server is reachable"
+    vpn = _scan(staging_host, "-sU", "-p", f"{first_vpn - 1}-{first_vpn + size}")
+    assert set(vpn) == {f"{first_vpn + i}/udp" for i in range(size)}
+
+
+def test_the_pool_scales_and_the_registrations_follow(staging_host):
+    settings = staging_host.settings()
+    names = [f"gw-pool-{settings.environment}-{i}" for i in range(1, 6)]
+    for size, probe in ((5, PROBE_SCALE_UP), (2, PROBE_SCALE_DOWN)):
+        run = staging_host.pyinfra("--data", f"gateway_pool_size={size}", from_probe=probe)
+        assert run.returncode == 0, _report(run)
+        assert _pool(staging_host) == (names[:size], names[:size]), f"size {size}"
+    back = staging_host.pyinfra(from_probe=PROBE_SCALE_BACK)
+    assert back.returncode == 0, _report(back)
+    size = settings.gateway_pool_size
+    assert _pool(staging_host) == (names[:size], names[:size])
+
+
 def _secret_digests(staging_host) -> str:
     secrets_dir = staging_host.settings().secrets_dir
     return staging_host.exec("sh", "-c", f"cd {secrets_dir} && sha256sum *")
@@ -1134,6 +1186,17 @@ def test_host_suites_pass_after_reboot(staging_host):
     assert staging_host.exec("cat", "/proc/sys/kernel/random/boot_id") != boot_before
     suites = staging_host.host_suites()
     assert suites.returncode == 0, suites.stdout[-6000:]
+
+
+def test_the_pool_came_back_only_after_ganymede_answered(staging_host):
+    settings = staging_host.settings()
+    unit = f"holistix-gateway-pool@{settings.environment}"
+    journal = staging_host.exec("journalctl", "-b", "-q", "--no-pager", "-o", "cat", "-u", unit)
+    assert f"release {settings.ganymede_release.version} answers" in journal
+    containers, registered = _pool(staging_host)
+    assert containers == registered and len(containers) == settings.gateway_pool_size
+    for name in containers:
+        assert staging_host.exec("docker", "inspect", "-f", "{{.State.Running}}", name).strip() == "true"
 
 
 def test_journal_kept_the_previous_boot(staging_host):

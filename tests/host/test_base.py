@@ -265,9 +265,23 @@ OUTSIDE_LISTENERS = {
 }
 
 
-def test_no_unneeded_service_listens_outside_loopback(host):
+def _gateway_listeners(settings) -> dict[tuple[str, str], tuple[str, ...]]:
+    """The gateway pool's: each gateway's VPN port (public, by Docker's proxy), and on the bridge
+    address only, their HTTP ports and the build server."""
+    if settings.gateway_image is None:
+        return {}
+    ports = range(settings.gateway_pool_size)
+    expected = {(str(settings.gateway_vpn_port_base + i), "udp"): ("docker-proxy",) for i in ports}
+    bridge = str(settings.docker_bridge_cidr.ip)
+    expected |= {(f"{bridge}:{settings.gateway_http_port_base + i}", "tcp"): ("docker-proxy",) for i in ports}
+    expected[(f"{bridge}:{settings.gateway_build_server_port}", "tcp")] = ("python3",)
+    return expected
+
+
+def test_no_unneeded_service_listens_outside_loopback(host, settings):
     with host.sudo():
         listening = host.check_output("ss -Htulnp").splitlines()
+    allowed = OUTSIDE_LISTENERS | _gateway_listeners(settings)
     unexpected = []
     for line in listening:
         fields = line.split()
@@ -275,7 +289,7 @@ def test_no_unneeded_service_listens_outside_loopback(host):
         address, port = local.rsplit(":", 1)
         if address.strip("[]") in ("127.0.0.1", "::1") or address.startswith("127.") or "%lo" in address:
             continue
-        programs = OUTSIDE_LISTENERS.get((port, protocol), ())
+        programs = allowed.get((port, protocol), ()) or allowed.get((f"{address}:{port}", protocol), ())
         if not any(f'(("{program}"' in owner for program in programs):
             unexpected.append(f"{port}/{protocol} {owner}")
     assert unexpected == [], f"unexpected listeners: {unexpected}"

@@ -241,6 +241,7 @@ BUILD = {
     "dist/packages/app-ganymede-cmds/main.js": b"console.log(2)",
     "packages/app-frontend/dist/index.html": b"<html>",
     "database/schema/01.sql": b"SELECT 1;",
+    "builds/gateway.tar.gz": b"packed",
 }
 
 
