@@ -173,6 +173,11 @@ def test_no_secret_appears_in_anything_pyinfra_printed(staging_host):
         # a PEM key leaks as lines; check each body line of it
         lines = [line for line in value.splitlines() if line and not line.startswith("-----")]
         needles.update({f"{name} line {i}": line for i, line in enumerate(lines)})
+    # the gateways' registration tokens (JWTs made on the host during the converge)
+    tokens_dir = f"{secrets_dir}/gateways"
+    for name in staging_host.exec("ls", tokens_dir).split():
+        needles[f"token of {name}"] = json.loads(staging_host.exec("cat", f"{tokens_dir}/{name}"))["token"]
+    assert any(name.startswith("token of") for name in needles), "no gateway was registered"
     assert all(len(needle) >= 20 for needle in needles.values())
     leaked = [name for name, needle in needles.items() if needle in printed]
     assert leaked == [], f"secret values printed by pyinfra: {leaked}"
