@@ -8,7 +8,9 @@ import subprocess
 import pytest
 
 from holistix_deploy import dns
-from holistix_deploy.settings import SettingsError, validate_data
+from holistix_deploy.settings import validate_data
+
+from .helpers import problems_for
 
 NO_SECRETS: dict[str, str] = {}
 SPF = {"name": "@", "type": "TXT", "value": "v=spf1 mx -all"}
@@ -16,12 +18,6 @@ SPF = {"name": "@", "type": "TXT", "value": "v=spf1 mx -all"}
 
 def settings_with(valid_data, **changes):
     return validate_data({**valid_data, **changes}, NO_SECRETS, host_name="vps1")
-
-
-def problems_for(data: dict) -> list[str]:
-    with pytest.raises(SettingsError) as refused:
-        validate_data(data, NO_SECRETS, host_name="vps1")
-    return refused.value.problems
 
 
 # (key, bad value, words of the rule the message must contain)

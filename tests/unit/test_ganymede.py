@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import re
@@ -18,23 +17,13 @@ import pytest
 from holistix_deploy import ganymede
 from holistix_deploy.settings import validate_data
 
-ROOT = Path(__file__).resolve().parents[2]
+from .helpers import ROOT, host_script, problems_for
+
 SHA = "a" * 64
 
 
 def _helper(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "files" / "ganymede" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def problems_for(data: dict) -> list[str]:
-    from holistix_deploy.settings import SettingsError
-
-    with pytest.raises(SettingsError) as refused:
-        validate_data(data, {}, host_name="vps1")
-    return refused.value.problems
+    return host_script(f"ganymede/{name}.py")
 
 
 @pytest.fixture

@@ -3,24 +3,14 @@ secrets reach `docker run` (never in its arguments)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _helper(path: str, name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "files" / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .helpers import host_script
 
 
 @pytest.fixture
 def pool():
-    return _helper("gateway_pool/gateway_pool.py", "gateway_pool")
+    return host_script("gateway_pool/gateway_pool.py")
 
 
 PLAN = {
@@ -102,7 +92,7 @@ def test_docker_run_has_the_contracts_flags_and_limits_but_no_secret(pool):
 
 
 def test_the_environment_file_reads_back_what_was_written(pool, tmp_path):
-    quoted = _helper("ganymede/ganymede_env.py", "ganymede_env").quoted
+    quoted = host_script("ganymede/ganymede_env.py").quoted
     values = {
         "PG_PASSWORD": "p'a\"s$s`\\w",
         "JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nAAA\n-----END PUBLIC KEY-----",

@@ -1,33 +1,23 @@
 """letsencrypt: settings that would waste the CA's rate limits are refused, and the on-host
 command keeps every name in one certificate, refusing past the CA's limit."""
 
-import importlib.util
 import uuid
 from pathlib import Path
 
 import pytest
 
-from holistix_deploy.settings import ACME_DIRECTORIES, ACME_MAX_NAMES, SettingsError, validate_data
+from holistix_deploy.settings import ACME_DIRECTORIES, ACME_MAX_NAMES, validate_data
+
+from .helpers import host_script, problems_for
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_SECRETS: dict[str, str] = {}
 
 
-def problems_for(data: dict) -> list[str]:
-    with pytest.raises(SettingsError) as refused:
-        validate_data(data, NO_SECRETS, host_name="vps1")
-    return refused.value.problems
-
-
 @pytest.fixture(scope="module")
 def certificate_command():
     """files/letsencrypt/holistix_certificate.py, the command installed on the host."""
-    spec = importlib.util.spec_from_file_location(
-        "holistix_certificate", ROOT / "files/letsencrypt/holistix_certificate.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return host_script("letsencrypt/holistix_certificate.py")
 
 
 @pytest.fixture

@@ -5,15 +5,11 @@ import ipaddress
 import pytest
 from pydantic import ValidationError
 
-from holistix_deploy.settings import Settings, SettingsError, validate_data
+from holistix_deploy.settings import Settings, validate_data
+
+from .helpers import problems_for
 
 NO_SECRETS: dict[str, str] = {}
-
-
-def problems_for(data: dict, environ: dict | None = None) -> list[str]:
-    with pytest.raises(SettingsError) as refused:
-        validate_data(data, NO_SECRETS if environ is None else environ, host_name="vps1")
-    return refused.value.problems
 
 
 def test_valid_data_gives_frozen_settings_with_defaults(valid_data):
