@@ -25,7 +25,7 @@ from pyinfra.operations.util import any_changed
 
 from holistix_deploy import ganymede
 from holistix_deploy.facts import AptPackageAvailable, GatewayImageState, HelperCheck
-from holistix_deploy.operations import install_helpers, validated_file
+from holistix_deploy.operations import install_helpers, then_remove, validated_file
 from holistix_deploy.settings import SettingsError, load_settings
 from holistix_deploy.templating import render
 
@@ -97,12 +97,10 @@ if not re.match(r"https?://", image.source):
         mode="0600",
         _if=lambda: _image_state() != "loaded",
     )
+load = f"{POOL_HELPER} load-image {environment} {image.tag} {image.sha256} {upload or image.source}"
 server.shell(
     name=f"Ensure the gateway image {image.tag} is loaded (sha256 checked before docker load)",
-    commands=[
-        f"{POOL_HELPER} load-image {environment} {image.tag} {image.sha256} {upload or image.source}"
-        + (f"; status=$?; rm -f {upload}; exit $status" if upload else "")
-    ],
+    commands=[then_remove(load, upload) if upload else load],
     _if=lambda: _image_state() != "loaded",
 )
 

@@ -887,11 +887,13 @@ def platform_release(helper: str, environment: str, version: str, sha256: str, s
             "a version is never replaced; give the new build a new version"
         )
     install = StringCommand(helper, "install", environment, version, sha256, QuoteString(source))
-    if upload is None:
-        yield install
-    else:
-        # the uploaded copy goes whatever the outcome
-        yield StringCommand(f"{install.get_raw_value()}; status=$?; rm -f {shlex.quote(upload)}; exit $status")
+    yield install if upload is None else StringCommand(then_remove(install.get_raw_value(), upload))
+
+
+def then_remove(command: str, path: str) -> str:
+    """Shell: ``command``, then ``path`` removed whatever the outcome, with the command's status
+    (an uploaded artifact never outlives the run that used it)."""
+    return f"{command}; status=$?; rm -f {shlex.quote(path)}; exit $status"
 
 
 @operation()
