@@ -176,8 +176,12 @@ def install(env: str, version: str, sha256: str, source: str) -> None:
     print(f"installed release {version}")
 
 
-def gate() -> dict:
-    return json.loads(Path("/opt/holistix", ENVIRONMENT, "release-gate.json").read_text())
+def gate_file(env: str) -> Path:
+    return base(env) / "release-gate.json"
+
+
+def gate(env: str) -> dict:
+    return json.loads(gate_file(env).read_text())
 
 
 def _digest_file(env: str) -> Path:
@@ -274,7 +278,7 @@ def switch(env: str, version: str) -> None:
     releases = installed(env)
     if version not in releases:
         fail(f"release {version} is not installed (installed: {', '.join(releases) or 'none'})")
-    settings, previous = gate(), current(env)
+    settings, previous = gate(env), current(env)
     unit = settings["unit"]
     if previous == version:  # nothing to switch: only a restart, and nothing is ever unlinked
         return restart(env)
@@ -302,7 +306,7 @@ def switch(env: str, version: str) -> None:
 
 
 def restart(env: str) -> None:
-    settings = gate()
+    settings = gate(env)
     if current(env) is None:
         fail("no release is current yet")
     if not restart_and_wait(settings["unit"], settings):
@@ -316,7 +320,7 @@ def restart(env: str) -> None:
 
 def wait(env: str) -> None:
     """Return once the current release answers (what starts after Ganymede waits on this)."""
-    settings = gate()
+    settings = gate(env)
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         if answers(settings):
@@ -346,9 +350,8 @@ def prune(env: str, keep: int) -> None:
 
 def check(env: str, keep: str | None = None) -> None:
     releases, settings = installed(env), None
-    gate_file = Path("/opt/holistix", env, "release-gate.json")
-    if gate_file.is_file():
-        settings = json.loads(gate_file.read_text())
+    if gate_file(env).is_file():
+        settings = gate(env)
     state = {
         "current": current(env),
         "previous": _previous(env),
@@ -375,8 +378,8 @@ def locked(env: str):
 if __name__ == "__main__":
     if len(sys.argv) < 3:
         fail(__doc__.strip().splitlines()[2])
-    command, ENVIRONMENT, *arguments = sys.argv[1:]
-    base(ENVIRONMENT)
+    command, environment, *arguments = sys.argv[1:]
+    base(environment)
     actions = {
         "check": (check, (0, 1)),
         "install": (install, (3,)),
@@ -386,11 +389,9 @@ if __name__ == "__main__":
         "wait": (wait, (0,)),
     }
     if command not in actions or len(arguments) not in actions[command][1]:
-        fail("usage: see the top of this file (check, install, switch, restart, prune)")
-    if command == "check":
-        check(ENVIRONMENT, *arguments)
-    elif command == "wait":
-        wait(ENVIRONMENT)
+        fail("usage: see the top of this file (check, install, switch, restart, prune, wait)")
+    if command in ("check", "wait"):  # they change nothing: no lock, so they never wait for a switch
+        actions[command][0](environment, *arguments)
     else:
-        with locked(ENVIRONMENT):
-            actions[command][0](ENVIRONMENT, *arguments)
+        with locked(environment):
+            actions[command][0](environment, *arguments)

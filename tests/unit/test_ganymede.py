@@ -312,7 +312,7 @@ def test_a_failed_switch_goes_back_to_the_previous_release(release_helper, tmp_p
         release_helper.install("prod", version, sha, str(tmp_path / "r.tar.gz"))
     release_helper.point_current_at("prod", "1")
     gate = {"unit": "ganymede@prod.service", "port": 6010, "path": "/", "timeout": 1, "config_files": []}
-    monkeypatch.setattr(release_helper, "gate", lambda: gate)
+    monkeypatch.setattr(release_helper, "gate", lambda env: gate)
     monkeypatch.setattr(release_helper, "_record_config", lambda env, settings: None)
     # release 2 never answers; release 1 does again
     monkeypatch.setattr(
@@ -329,7 +329,7 @@ def test_switching_to_the_current_release_only_restarts_and_never_unlinks(releas
     release_helper.install("prod", "1", sha, str(tmp_path / "r.tar.gz"))
     release_helper.point_current_at("prod", "1")
     gate = {"unit": "ganymede@prod.service", "port": 6010, "path": "/", "timeout": 1, "config_files": []}
-    monkeypatch.setattr(release_helper, "gate", lambda: gate)
+    monkeypatch.setattr(release_helper, "gate", lambda env: gate)
     monkeypatch.setattr(release_helper, "restart_and_wait", lambda unit, settings: False)
     with pytest.raises(SystemExit):
         release_helper.switch("prod", "1")
