@@ -40,8 +40,9 @@ def main() -> int:
     pyinfra = [sys.executable, "-m", "pyinfra", "-y", "inventories/local.py"]
     limit = ["--limit", args.name]
     subprocess.run([HARNESS, "destroy", args.name], capture_output=True)
-    # the platform release the inventory deploys (contract stand-ins; built once, cached)
+    # the platform release and gateway image the inventory deploys (contract stand-ins; built once, cached)
     run([str(Path(HARNESS).parent / "ganymede-release-artifact"), "1.0.0"])
+    run([str(Path(HARNESS).parent / "gateway-image-artifact")])
     try:
         boot_time, _ = timed([HARNESS, "create", args.name, "--suite", args.suite])
         env = dict(line.split("=", 1) for line in run([HARNESS, "env", args.name]).stdout.split())

@@ -202,4 +202,37 @@ gateway_cpus = 1.0
 # gateway_pool: Process limit of each gateway container.
 gateway_pids_max = 512
 
+# backups: Daily snapshots kept (restic forget --keep-daily); at least 1, so the newest is never pruned.
+backup_keep_daily = 7
+
+# backups: Weekly snapshots kept (--keep-weekly).
+backup_keep_weekly = 4
+
+# backups: Monthly snapshots kept (--keep-monthly).
+backup_keep_monthly = 12
+
+# backups: When the daily backup runs (systemd OnCalendar, host time; checked by systemd-analyze calendar on the host). A run missed while the host was off happens at boot.
+backup_schedule = '*-*-* 02:00:00'
+
+# backups: Random delay added to each scheduled backup (RandomizedDelaySec).
+backup_randomized_delay_seconds = 600
+
+# backups: When restic check verifies the repositories (OnCalendar).
+backup_check_schedule = 'Sun *-*-* 03:30:00'
+
+# backups: Share of the packs restic check reads and decrypts each time (--read-data-subset: '10%' or 'n/t').
+backup_check_read_data_subset = '10%'
+
+# backups: When the newest snapshot is restored into a scratch database and directory and compared with its manifest (OnCalendar).
+backup_restore_test_schedule = 'Sun *-*-* 04:30:00'
+
+# backups: A second restic repository that gets the same snapshots: 'sftp:user@host:/path' (key generated on the host; see backup_offsite_known_hosts) or 's3:https://host/bucket/path' (keys from HOLISTIX_BACKUP_S3_ACCESS_KEY_ID and HOLISTIX_BACKUP_S3_SECRET_ACCESS_KEY). None keeps only the local repository, which does not survive the loss of the host.
+backup_offsite_repository = None
+
+# backups: SSH port of the sftp off-site repository.
+backup_offsite_sftp_port = 22
+
+# backups: known_hosts lines of the sftp off-site server (ssh-keyscan output you checked); required for an sftp repository: the host key is never taken on first use.
+backup_offsite_known_hosts = []
+
 # Required, no default (set them in the inventory): domain, admin_email, public_ipv4, deploy_authorized_keys

@@ -354,3 +354,17 @@ class AptPackageAvailable(FactBase):
 
     def process(self, output):
         return bool(output) and output[0].strip() == "yes"
+
+
+class BackupStatus(FactBase):
+    """The local backup repository of an environment: ``{"repository": bool, "snapshots": int}``,
+    or None when holistix-backup or its plan is not installed yet (or the repository cannot be read)."""
+
+    def command(self, helper: str, environment: str) -> str:
+        return f"if [ -x {helper} ]; then {helper} status {environment} 2>/dev/null || echo unreadable; else echo absent; fi"
+
+    def process(self, output):
+        import json
+
+        line = output[0].strip() if output else "absent"
+        return json.loads(line) if line.startswith("{") else None

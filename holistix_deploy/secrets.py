@@ -68,6 +68,18 @@ OPERATOR_SECRETS: tuple[OperatorSecret, ...] = (
         "ganymede",
         "OAuth client secret of the LinkedIn login application.",
     ),
+    OperatorSecret(
+        "backup_s3_access_key_id",
+        "HOLISTIX_BACKUP_S3_ACCESS_KEY_ID",
+        "backups",
+        "Access key ID of the S3 off-site backup repository (backup_offsite_repository = 's3:...').",
+    ),
+    OperatorSecret(
+        "backup_s3_secret_access_key",
+        "HOLISTIX_BACKUP_S3_SECRET_ACCESS_KEY",
+        "backups",
+        "Secret access key of the S3 off-site backup repository.",
+    ),
 )
 
 GENERATED_SECRETS: tuple[GeneratedSecret, ...] = (

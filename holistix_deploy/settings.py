@@ -34,6 +34,7 @@ MODULES = (
     "platform",
     "ganymede",
     "gateway_pool",
+    "backups",
 )
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -871,6 +872,69 @@ class Settings(BaseModel):
     smtp_port: int = _setting(465, module="core", ge=1, le=65535, description="SMTP port (implicit TLS).")
     smtp_user: str | None = _setting(None, module="core", description="Account name on the SMTP server (MAILING_USER).")
 
+    # -- backups -------------------------------------------------------------------------------
+    backup_keep_daily: int = _setting(
+        7,
+        module="backups",
+        ge=1,
+        le=366,
+        description="Daily snapshots kept (restic forget --keep-daily); at least 1, so the newest is never pruned.",
+    )
+    backup_keep_weekly: int = _setting(
+        4, module="backups", ge=0, le=520, description="Weekly snapshots kept (--keep-weekly)."
+    )
+    backup_keep_monthly: int = _setting(
+        12, module="backups", ge=0, le=240, description="Monthly snapshots kept (--keep-monthly)."
+    )
+    backup_schedule: str = _setting(
+        "*-*-* 02:00:00",
+        module="backups",
+        description="When the daily backup runs (systemd OnCalendar, host time; checked by systemd-analyze "
+        "calendar on the host). A run missed while the host was off happens at boot.",
+    )
+    backup_randomized_delay_seconds: int = _setting(
+        600,
+        module="backups",
+        ge=0,
+        le=3600,
+        description="Random delay added to each scheduled backup (RandomizedDelaySec).",
+    )
+    backup_check_schedule: str = _setting(
+        "Sun *-*-* 03:30:00",
+        module="backups",
+        description="When restic check verifies the repositories (OnCalendar).",
+    )
+    backup_check_read_data_subset: str = _setting(
+        "10%",
+        module="backups",
+        description="Share of the packs restic check reads and decrypts each time (--read-data-subset: '10%' or "
+        "'n/t').",
+    )
+    backup_restore_test_schedule: str = _setting(
+        "Sun *-*-* 04:30:00",
+        module="backups",
+        description="When the newest snapshot is restored into a scratch database and directory and compared "
+        "with its manifest (OnCalendar).",
+    )
+    backup_offsite_repository: str | None = _setting(
+        None,
+        module="backups",
+        description="A second restic repository that gets the same snapshots: 'sftp:user@host:/path' (key "
+        "generated on the host; see backup_offsite_known_hosts) or 's3:https://host/bucket/path' (keys from "
+        "HOLISTIX_BACKUP_S3_ACCESS_KEY_ID and HOLISTIX_BACKUP_S3_SECRET_ACCESS_KEY). None keeps only the local "
+        "repository, which does not survive the loss of the host.",
+        examples=["sftp:backup@backup.example.net:/srv/restic/holistix-prod"],
+    )
+    backup_offsite_sftp_port: int = _setting(
+        22, module="backups", ge=1, le=65535, description="SSH port of the sftp off-site repository."
+    )
+    backup_offsite_known_hosts: list[str] = _setting(
+        [],
+        module="backups",
+        description="known_hosts lines of the sftp off-site server (ssh-keyscan output you checked); required "
+        "for an sftp repository: the host key is never taken on first use.",
+    )
+
     # -- field rules --------------------------------------------------------------------------
     @field_validator("domain")
     @classmethod
@@ -1225,6 +1289,59 @@ class Settings(BaseModel):
                 raise ValueError(f"{name}: value must be one line of printable ASCII")
         return variables
 
+    @field_validator("backup_schedule", "backup_check_schedule", "backup_restore_test_schedule")
+    @classmethod
+    def _schedule_is_a_calendar_expression(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9*:,./~ -]{1,80}", value):
+            raise ValueError("must be a systemd OnCalendar expression, like '*-*-* 02:00:00' or 'Sun *-*-* 04:00:00'")
+        return value
+
+    @field_validator("backup_check_read_data_subset")
+    @classmethod
+    def _subset_is_restics(cls, value: str) -> str:
+        percent = re.fullmatch(r"(\d{1,3}(?:\.\d{1,2})?)%", value)
+        fraction = re.fullmatch(r"([1-9]\d{0,3})/([1-9]\d{0,3})", value)
+        if percent and 0 < float(percent[1]) <= 100:
+            return value
+        if fraction and int(fraction[1]) <= int(fraction[2]):
+            return value
+        raise ValueError("must be a share of the packs restic check reads: 'x%' (0 < x <= 100) or 'n/t' (n <= t)")
+
+    @field_validator("backup_offsite_repository")
+    @classmethod
+    def _offsite_is_sftp_or_s3(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        sftp = re.fullmatch(
+            r"sftp:([a-z_][a-z0-9_-]{0,31})@([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(/[A-Za-z0-9._/-]+)", value
+        )
+        s3 = re.fullmatch(r"s3:https://[A-Za-z0-9.-]+(:\d{1,5})?/[a-z0-9][a-z0-9.-]{2,62}(/[A-Za-z0-9._/-]+)?", value)
+        if not (sftp or s3):
+            raise ValueError(
+                "must be 'sftp:user@host:/absolute/path' or 's3:https://host/bucket[/path]' (no credentials in it: "
+                "an S3 key comes from HOLISTIX_BACKUP_S3_*, an sftp key is generated on the host)"
+            )
+        return value
+
+    @field_validator("backup_offsite_known_hosts")
+    @classmethod
+    def _known_hosts_are_lines(cls, value: list[str]) -> list[str]:
+        for line in value:
+            if not re.fullmatch(
+                r"\S+ (ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]{40,}( .*)?", line
+            ):
+                raise ValueError(f"{line[:60]!r}: not a known_hosts line ('host key-type base64-key')")
+        return value
+
+    @model_validator(mode="after")
+    def _sftp_offsite_has_a_known_host_key(self) -> Settings:
+        if (self.backup_offsite_repository or "").startswith("sftp:") and not self.backup_offsite_known_hosts:
+            raise ValueError(
+                f"backup_offsite_known_hosts = []: the sftp repository {self.backup_offsite_repository!r} needs the "
+                "server's host key (ssh-keyscan it, check its fingerprint, list the lines here)"
+            )
+        return self
+
     @field_validator("smtp_host")
     @classmethod
     def _smtp_host_is_a_host(cls, value: str | None) -> str | None:
@@ -1298,6 +1415,10 @@ class Settings(BaseModel):
     def org_data_dir(self) -> str:
         """Where Ganymede's organisation data really lives (mapped onto /root/.local-dev/<env>/org-data)."""
         return f"/var/lib/holistix/{self.environment}/org-data"
+
+    @property
+    def backup_local_repository(self) -> str:
+        return f"/var/backups/holistix/{self.environment}"
 
     @property
     def frontend_root(self) -> str:

@@ -1,0 +1,854 @@
+#!/usr/bin/python3
+"""holistix-backup: consistent, encrypted restic backups of a Holistix environment, and restores.
+
+    holistix-backup run          ENV             stage, back up, copy off-site, then prune (only after success)
+    holistix-backup check        ENV             restic check --read-data-subset on every repository
+    holistix-backup restore-test ENV             restore the newest snapshot into scratch and compare with its manifest
+    holistix-backup restore      ENV SNAPSHOT --yes   put a snapshot back (database, org data, secrets, certificates)
+    holistix-backup snapshots    ENV             the local repository's snapshots (JSON)
+    holistix-backup forget       ENV [--repository PATH]   apply the retention policy (also done by run)
+    holistix-backup init         ENV             create the local repository if there is none
+    holistix-backup status       ENV             JSON: does the local repository exist, how many snapshots
+    holistix-backup ls           ENV SNAPSHOT    the paths a snapshot holds
+
+Installed by holistix-deploy's backups module (files/backups/holistix_backup.py). Runs as root.
+The plan is /etc/holistix-backup/ENV/backup.json (written by the module, no secrets); the
+repository password is /etc/holistix-backup/ENV/restic-password (generated on the host, 0600).
+Secrets reach restic through files and its environment, never its arguments.
+
+A snapshot is the staging directory /var/lib/holistix/ENV/backup-staging:
+
+    manifest.json              sha256, size and owner of every part; per database and table the row
+                               count and an order-independent checksum, taken in the dump's own snapshot
+    postgres/roles.sql         the ganymede_* roles (pg_dumpall --roles-only, filtered)
+    postgres/<database>.dump   pg_dump -Fc --create of every ganymede_* database
+    files/<absolute path>      org data, the environment's secrets and env files, nginx, letsencrypt, coredns
+
+Files are copied by reading each one once through an open descriptor: Ganymede replaces org
+data files by rename, so every copy is one whole version of its file, and the manifest's sha256
+is of exactly the bytes backed up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PLAN_DIR = Path("/etc/holistix-backup")
+STATE_ROOT = Path("/var/lib/holistix")
+SAMPLE_QUERY = (
+    # one row per table: name, row count, and the sum of the first 60 bits of each row's md5
+    # (order-independent, streams without sorting, cannot overflow numeric)
+    "SELECT format('SELECT %L, count(*), coalesce(sum((''x'' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)"
+    " FROM %I.%I t', schemaname || '.' || tablename, schemaname, tablename)"
+    " FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+)
+
+
+class BackupError(Exception):
+    pass
+
+
+def log(message: str) -> None:
+    print(f"holistix-backup: {message}", flush=True)
+
+
+# -- the plan and the paths ---------------------------------------------------------------------------
+
+
+def load_plan(env: str) -> dict:
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,19}", env):
+        raise BackupError(f"bad environment name {env!r}")
+    path = PLAN_DIR / env / "backup.json"
+    if not path.is_file():
+        raise BackupError(f"{path} is missing: run the backups module (deploys/backups.py) first")
+    return json.loads(path.read_text())
+
+
+def staging_dir(env: str) -> Path:
+    return STATE_ROOT / env / "backup-staging"
+
+
+def state_file(env: str) -> Path:
+    return STATE_ROOT / env / "backup-state.json"
+
+
+# -- restic ----------------------------------------------------------------------------------------------
+
+
+def restic_environment(plan: dict, repository: dict) -> dict[str, str]:
+    environment = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "RESTIC_PASSWORD_FILE": plan["password_file"],
+        "RESTIC_CACHE_DIR": plan["cache_dir"],
+        "RESTIC_REPOSITORY": repository["url"],
+    }
+    # S3 keys: each from its file (the operator's secrets, stored by the base module)
+    for variable, path in repository.get("environment_files", {}).items():
+        environment[variable] = Path(path).read_text().strip()
+    return environment
+
+
+def restic(plan: dict, repository: dict, *arguments: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    options = ["-o", f"sftp.command={repository['sftp_command']}"] if repository.get("sftp_command") else []
+    done = subprocess.run(
+        ["restic", *options, *arguments],
+        env=restic_environment(plan, repository),
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
+    if check and done.returncode != 0:
+        raise BackupError(
+            f"restic {arguments[0]} ({repository['name']}) failed, exit {done.returncode}: {done.stderr.strip()[-800:]}"
+        )
+    return done
+
+
+def repository_exists(plan: dict, repository: dict) -> bool:
+    probe = restic(plan, repository, "cat", "config", check=False)
+    if probe.returncode == 0:
+        return True
+    # 10: no repository there (0.16+); older restics say so in words
+    if probe.returncode == 10 or "does not exist" in probe.stderr or "unable to open config file" in probe.stderr:
+        return False
+    raise BackupError(f"repository {repository['name']} cannot be opened: {probe.stderr.strip()[-800:]}")
+
+
+def snapshots(plan: dict, repository: dict) -> list[dict]:
+    listing = restic(plan, repository, "snapshots", "--json", "--tag", plan["tag"])
+    return json.loads(listing.stdout or "[]") or []
+
+
+def forget_arguments(plan: dict) -> list[str]:
+    keep = plan["retention"]
+    return [
+        "forget",
+        "--tag",
+        plan["tag"],
+        "--group-by",
+        "host,tags",
+        "--keep-daily",
+        str(keep["daily"]),
+        "--keep-weekly",
+        str(keep["weekly"]),
+        "--keep-monthly",
+        str(keep["monthly"]),
+        "--prune",
+    ]
+
+
+# -- staging: the database ---------------------------------------------------------------------------------
+
+
+def as_postgres(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run a PostgreSQL client as the postgres OS user (peer authentication over the socket)."""
+    account = pwd.getpwnam("postgres")
+    return subprocess.run(
+        command,
+        user=account.pw_uid,
+        group=account.pw_gid,
+        extra_groups=[],
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin", "HOME": account.pw_dir, "PGAPPNAME": "holistix-backup"},
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
+
+
+def psql(database: str, sql: str, **kwargs) -> str:
+    done = as_postgres(
+        ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-d", database, "-f", "-"],
+        input=sql,
+        **kwargs,
+    )
+    if done.returncode != 0:
+        raise BackupError(f"psql on {database} failed: {done.stderr.strip()[-800:]}")
+    return done.stdout
+
+
+def databases(plan: dict) -> list[str]:
+    output = psql(
+        "postgres", f"SELECT datname FROM pg_database WHERE datname LIKE '{plan['database_prefix']}%' ORDER BY 1;"
+    )
+    return [line for line in output.splitlines() if line]
+
+
+def parse_samples(output: str) -> dict[str, dict]:
+    tables = {}
+    for line in output.splitlines():
+        if line.count("\t") == 2:
+            table, rows, checksum = line.split("\t")
+            tables[table] = {"rows": int(rows), "checksum": checksum}
+    return tables
+
+
+def table_samples(database: str) -> dict[str, dict]:
+    return parse_samples(psql(database, SAMPLE_QUERY + " \\gexec\n"))
+
+
+def dump_database(database: str, target: Path) -> dict[str, dict]:
+    """pg_dump -Fc --create of ``database`` into ``target`` and the row counts and checksums of
+    every table, both from one exported snapshot (so they describe the same moment)."""
+    script = (
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+        "SELECT pg_export_snapshot() AS exported \\gset\n"
+        "\\setenv HOLISTIX_SNAPSHOT :exported\n"
+        f"\\! pg_dump -Fc --create --snapshot=\"$HOLISTIX_SNAPSHOT\" -f '{target}' '{database}' || echo __dump_failed__\n"
+        f"{SAMPLE_QUERY} \\gexec\n"
+        "COMMIT;\n"
+    )
+    done = as_postgres(
+        ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-d", database, "-f", "-"], input=script
+    )
+    if done.returncode != 0 or "__dump_failed__" in done.stdout or not target.is_file() or target.stat().st_size == 0:
+        raise BackupError(f"pg_dump of {database} failed: {done.stderr.strip()[-800:]}")
+    return parse_samples(done.stdout)
+
+
+def dump_roles(plan: dict, target: Path) -> list[str]:
+    done = as_postgres(["pg_dumpall", "--roles-only"])
+    if done.returncode != 0:
+        raise BackupError(f"pg_dumpall --roles-only failed: {done.stderr.strip()[-800:]}")
+    prefix = re.escape(plan["database_prefix"])
+    wanted = re.compile(rf"^(CREATE|ALTER) ROLE ({prefix}[a-z0-9_]*)[ ;]")
+    lines = [line for line in done.stdout.splitlines() if wanted.match(line)]
+    write_private(target, "".join(line + "\n" for line in lines).encode())
+    return sorted({wanted.match(line)[2] for line in lines})
+
+
+# -- staging: files ------------------------------------------------------------------------------------------
+
+
+def write_private(path: Path, data: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as stream:
+        stream.write(data)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def copy_tree(source: Path, target: Path, manifest: dict, relative_to: Path) -> None:
+    """Copy ``source`` into ``target`` keeping modes, owners and symlinks; each regular file read
+    once, hashed as it is copied, and recorded in ``manifest`` by its path under ``relative_to``."""
+    for directory, subdirectories, names in os.walk(source, followlinks=False):
+        here = Path(directory)
+        subdirectories.sort()
+        destination = target / here.relative_to(source)
+        info = os.lstat(here)
+        destination.mkdir(parents=True, exist_ok=True)
+        os.chown(destination, info.st_uid, info.st_gid)
+        os.chmod(destination, stat.S_IMODE(info.st_mode))
+        for name in sorted(names) + [d for d in subdirectories if (here / d).is_symlink()]:
+            path = here / name
+            info = os.lstat(path)
+            copy = destination / name
+            key = str(copy.relative_to(relative_to))
+            if stat.S_ISLNK(info.st_mode):
+                os.symlink(os.readlink(path), copy)
+                manifest[key] = {"link": os.readlink(path)}
+            elif stat.S_ISREG(info.st_mode):
+                digest = hashlib.sha256()
+                size = 0
+                with open(path, "rb") as reader, open(copy, "wb") as writer:
+                    for block in iter(lambda: reader.read(1 << 20), b""):
+                        digest.update(block)
+                        writer.write(block)
+                        size += len(block)
+                os.chown(copy, info.st_uid, info.st_gid)
+                os.chmod(copy, stat.S_IMODE(info.st_mode))
+                manifest[key] = {
+                    "sha256": digest.hexdigest(),
+                    "size": size,
+                    "mode": oct(stat.S_IMODE(info.st_mode)),
+                    "owner": _name_of(info.st_uid),
+                }
+        # symlinked directories are listed in subdirectories but must not be walked into
+        subdirectories[:] = [d for d in subdirectories if not (here / d).is_symlink()]
+
+
+def _name_of(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def stage(plan: dict, staging: Path) -> dict:
+    """Everything one snapshot holds, in ``staging``; returns the manifest (also written there)."""
+    if staging.exists():
+        shutil.rmtree(staging)
+    # 0711: postgres reaches its own 0700 dump directory inside, and lists nothing else
+    staging.mkdir(parents=True)
+    staging.chmod(0o711)
+    dumps = staging / "postgres"
+    dumps.mkdir(mode=0o700)
+    postgres = pwd.getpwnam("postgres")
+    os.chown(dumps, postgres.pw_uid, postgres.pw_gid)  # pg_dump writes as postgres
+    manifest: dict = {
+        "format": 1,
+        "environment": plan["environment"],
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "databases": {},
+        "roles": dump_roles(plan, dumps / "roles.sql"),
+        "files": {},
+    }
+    for database in databases(plan):
+        target = dumps / f"{database}.dump"
+        manifest["databases"][database] = {"tables": dump_database(database, target)}
+    for part in sorted(dumps.iterdir()):
+        manifest["files"][str(part.relative_to(staging))] = {"sha256": sha256_file(part), "size": part.stat().st_size}
+    for source in plan["paths"]:
+        if Path(source).is_dir():
+            copy_tree(Path(source), staging / "files" / source.lstrip("/"), manifest["files"], staging)
+    write_private(staging / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    return manifest
+
+
+# -- metrics for node_exporter's textfile collector ---------------------------------------------------------
+
+
+def load_state(env: str) -> dict:
+    try:
+        return json.loads(state_file(env).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def record(plan: dict, updates: dict) -> None:
+    """Merge ``updates`` into the environment's state, then rewrite its metrics atomically."""
+    env = plan["environment"]
+    state = load_state(env)
+    for key, value in updates.items():
+        state.setdefault(key, {}).update(value)
+    path = state_file(env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private(path.with_suffix(".new"), json.dumps(state, indent=1, sort_keys=True).encode())
+    os.replace(path.with_suffix(".new"), path)
+    write_metrics(plan, state)
+
+
+METRICS = (
+    # (state key, field, metric, help)
+    ("backup", "last_run", "holistix_backup_last_run_timestamp_seconds", "When the last backup run ended."),
+    ("backup", "success", "holistix_backup_last_run_success", "1 if the last backup run succeeded, else 0."),
+    (
+        "backup",
+        "last_success",
+        "holistix_backup_last_success_timestamp_seconds",
+        "When a backup last succeeded (0: never).",
+    ),
+    ("backup", "duration", "holistix_backup_duration_seconds", "How long the last backup run took."),
+    ("backup", "staged_bytes", "holistix_backup_size_bytes", "Bytes the last successful backup read."),
+    ("backup", "repository_bytes", "holistix_backup_repository_size_bytes", "Size of the repository on disk."),
+    ("backup", "snapshots", "holistix_backup_snapshots", "Snapshots in the repository after pruning."),
+    ("check", "last_run", "holistix_backup_check_last_run_timestamp_seconds", "When restic check last ran."),
+    ("check", "success", "holistix_backup_check_success", "1 if the last restic check found no error, else 0."),
+    (
+        "restore_test",
+        "last_run",
+        "holistix_backup_restore_test_last_run_timestamp_seconds",
+        "When the restore test last ran.",
+    ),
+    (
+        "restore_test",
+        "success",
+        "holistix_backup_restore_test_success",
+        "1 if the last restore test matched its manifest.",
+    ),
+    (
+        "restore_test",
+        "last_success",
+        "holistix_backup_restore_test_last_success_timestamp_seconds",
+        "When a restore test last matched its manifest (0: never).",
+    ),
+)
+
+
+def write_metrics(plan: dict, state: dict) -> None:
+    env = plan["environment"]
+    lines = []
+    for section, field, metric, help_text in METRICS:
+        samples = [
+            (repository, values[field])
+            for key, values in sorted(state.items())
+            if key.split(":")[0] == section and field in values
+            for repository in [key.split(":", 1)[1] if ":" in key else ""]
+        ]
+        if not samples:
+            continue
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
+        for repository, value in samples:
+            labels = f'environment="{env}"' + (f',repository="{repository}"' if repository else "")
+            lines.append(f"{metric}{{{labels}}} {value}")
+    directory = Path(plan["metrics_dir"])
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"holistix_backup_{env}.prom"
+    temporary = directory / f".holistix_backup_{env}.prom.new"
+    temporary.write_text("\n".join(lines) + "\n")
+    temporary.chmod(0o644)
+    os.replace(temporary, path)
+
+
+def directory_bytes(path: Path) -> int:
+    total = 0
+    for directory, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(Path(directory) / name).st_size
+    return total
+
+
+# -- the jobs ----------------------------------------------------------------------------------------------------
+
+
+class Lock:
+    """One job per environment at a time (a second one waits for the first)."""
+
+    def __init__(self, env: str):
+        self.path = Path("/run/lock", f"holistix-backup-{env}.lock")
+
+    def __enter__(self):
+        self.stream = open(self.path, "w")
+        fcntl.flock(self.stream, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self.stream.close()
+
+
+def local_repository(plan: dict) -> dict:
+    return plan["repositories"][0]
+
+
+def init(plan: dict) -> None:
+    repository = local_repository(plan)
+    if repository["url"].startswith("/"):
+        Path(repository["url"]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not repository_exists(plan, repository):
+        restic(plan, repository, "init")
+        log(f"created the {repository['name']} repository")
+
+
+def ensure_offsite(plan: dict, repository: dict) -> None:
+    if not repository_exists(plan, repository):
+        # same chunker parameters as the local repository, so `restic copy` deduplicates
+        source = local_repository(plan)
+        restic(
+            plan,
+            repository,
+            "init",
+            "--copy-chunker-params",
+            "--from-repo",
+            source["url"],
+            "--from-password-file",
+            plan["password_file"],
+        )
+        log(f"created the {repository['name']} repository")
+
+
+def run(plan: dict) -> int:
+    env = plan["environment"]
+    started = time.time()
+    staging = staging_dir(env)
+    local = local_repository(plan)
+    failures = []
+    try:
+        manifest = stage(plan, staging)
+        staged_bytes = directory_bytes(staging)
+        restic(
+            plan,
+            local,
+            "backup",
+            "--host",
+            plan["snapshot_host"],
+            "--tag",
+            plan["tag"],
+            str(staging),
+        )
+        log(f"backed up {len(manifest['files'])} parts, {len(manifest['databases'])} database(s), {staged_bytes} bytes")
+    except (BackupError, OSError) as error:
+        # nothing is pruned after a failed backup: every earlier snapshot stays
+        record(plan, {"backup:local": {"last_run": int(time.time()), "success": 0, "duration": _since(started)}})
+        log(f"FAILED, nothing pruned: {error}")
+        return 1
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    restic(plan, local, *forget_arguments(plan))
+    record(
+        plan,
+        {
+            "backup:local": {
+                "last_run": int(time.time()),
+                "success": 1,
+                "last_success": int(time.time()),
+                "duration": _since(started),
+                "staged_bytes": staged_bytes,
+                "snapshots": len(snapshots(plan, local)),
+                **({"repository_bytes": directory_bytes(Path(local["url"]))} if local["url"].startswith("/") else {}),
+            }
+        },
+    )
+    for repository in plan["repositories"][1:]:
+        key = f"backup:{repository['name']}"
+        try:
+            ensure_offsite(plan, repository)
+            restic(
+                plan,
+                repository,
+                "copy",
+                "--tag",
+                plan["tag"],
+                "--from-repo",
+                local["url"],
+                "--from-password-file",
+                plan["password_file"],
+            )
+            restic(plan, repository, *forget_arguments(plan))
+            count = len(snapshots(plan, repository))
+        except BackupError as error:
+            failures.append(repository["name"])
+            record(plan, {key: {"last_run": int(time.time()), "success": 0}})
+            log(f"FAILED to copy to the {repository['name']} repository, its snapshots are unchanged: {error}")
+            continue
+        record(
+            plan,
+            {key: {"last_run": int(time.time()), "success": 1, "last_success": int(time.time()), "snapshots": count}},
+        )
+        log(f"copied to the {repository['name']} repository ({count} snapshots)")
+    return 1 if failures else 0
+
+
+def _since(started: float) -> float:
+    return round(time.time() - started, 3)
+
+
+def check(plan: dict) -> int:
+    status = 0
+    for repository in plan["repositories"]:
+        done = restic(plan, repository, "check", f"--read-data-subset={plan['check_subset']}", check=False)
+        ok = done.returncode == 0
+        record(plan, {f"check:{repository['name']}": {"last_run": int(time.time()), "success": int(ok)}})
+        log(f"check of the {repository['name']} repository: {'no errors' if ok else 'FAILED'}")
+        if not ok:
+            print(done.stderr.strip()[-2000:], file=sys.stderr)
+            status = 1
+    return status
+
+
+def restore_snapshot(plan: dict, snapshot: str, target: Path) -> Path:
+    """Restore ``snapshot`` of the local repository into ``target``; returns the staging tree in it."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    target.chmod(0o711)  # postgres reaches the dumps (its own 0700 directory) to restore them
+    # the whole snapshot (restic 0.14 has no snapshot:subfolder), then its staging tree
+    restic(
+        plan,
+        local_repository(plan),
+        "restore",
+        snapshot,
+        "--host",
+        plan["snapshot_host"],
+        "--tag",
+        plan["tag"],
+        "--target",
+        str(target),
+    )
+    tree = target / str(staging_dir(plan["environment"])).lstrip("/")
+    if not (tree / "manifest.json").is_file():
+        raise BackupError(f"snapshot {snapshot} holds no manifest.json: not a holistix-backup snapshot")
+    return tree
+
+
+def verify_files(tree: Path) -> dict:
+    """The restored manifest, after checking every part against it; BackupError names the first difference."""
+    manifest = json.loads((tree / "manifest.json").read_text())
+    for relative, expected in sorted(manifest["files"].items()):
+        path = tree / relative
+        if "link" in expected:
+            if not path.is_symlink() or os.readlink(path) != expected["link"]:
+                raise BackupError(f"{relative}: the restored link differs from the manifest")
+        elif not path.is_file() or sha256_file(path) != expected["sha256"]:
+            raise BackupError(f"{relative}: the restored file's sha256 differs from the manifest")
+    return manifest
+
+
+def compare_tables(database: str, restored: str, expected: dict) -> None:
+    found = table_samples(restored)
+    if found != expected:
+        differing = sorted(set(found) ^ set(expected)) or sorted(t for t in expected if found.get(t) != expected[t])
+        raise BackupError(f"database {database}: restored tables differ from the manifest ({', '.join(differing[:5])})")
+
+
+def restore_test(plan: dict) -> int:
+    env = plan["environment"]
+    started = time.time()
+    scratch = STATE_ROOT / env / "restore-test"
+    scratch_databases = []
+    try:
+        tree = restore_snapshot(plan, "latest", scratch)
+        manifest = verify_files(tree)
+        postgres = pwd.getpwnam("postgres")
+        for database, content in sorted(manifest["databases"].items()):
+            scratch_name = f"holistix_restore_test_{database}"[:63]
+            scratch_databases.append(scratch_name)
+            psql(
+                "postgres",
+                f'DROP DATABASE IF EXISTS "{scratch_name}";\nCREATE DATABASE "{scratch_name}" TEMPLATE template0;\n',
+            )
+            dump = tree / "postgres" / f"{database}.dump"
+            os.chown(dump.parent, postgres.pw_uid, postgres.pw_gid)
+            restored = as_postgres(["pg_restore", "--exit-on-error", "--no-owner", "-d", scratch_name, str(dump)])
+            if restored.returncode != 0:
+                raise BackupError(f"pg_restore of {database} failed: {restored.stderr.strip()[-800:]}")
+            compare_tables(database, scratch_name, content["tables"])
+        tables = sum(len(content["tables"]) for content in manifest["databases"].values())
+        log(
+            f"restore test passed: {len(manifest['files'])} parts and {tables} tables match the manifest of {manifest['created']}"
+        )
+        ok = 1
+    except (BackupError, OSError, ValueError) as error:
+        log(f"restore test FAILED: {error}")
+        ok = 0
+    finally:
+        for name in scratch_databases:
+            _drop_quietly(name)
+        shutil.rmtree(scratch, ignore_errors=True)
+    now = int(time.time())
+    record(
+        plan,
+        {
+            "restore_test:local": {
+                "last_run": now,
+                "success": ok,
+                "duration": _since(started),
+                **({"last_success": now} if ok else {}),
+            }
+        },
+    )
+    return 0 if ok else 1
+
+
+def _drop_quietly(database: str) -> None:
+    try:
+        psql("postgres", f'DROP DATABASE IF EXISTS "{database}";\n')
+    except BackupError as error:
+        log(f"could not drop the scratch database {database}: {error}")
+
+
+# -- restore ------------------------------------------------------------------------------------------------------
+
+
+def systemctl(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(["systemctl", *arguments], capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise BackupError(f"systemctl {' '.join(arguments)} failed: {done.stderr.strip()}")
+    return done
+
+
+def restore(plan: dict, snapshot: str) -> int:
+    env = plan["environment"]
+    stamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+    scratch = STATE_ROOT / env / f"restore-{stamp}"
+    tree = restore_snapshot(plan, snapshot, scratch)
+    manifest = verify_files(tree)
+    log(f"snapshot {snapshot} ({manifest['created']}) restored into {scratch} and matches its manifest")
+
+    # nothing may write the database or the org data while they are swapped
+    stopped = [unit for unit in (f"holistix-gateway-pool@{env}.service", f"ganymede@{env}.service") if _active(unit)]
+    for unit in stopped:
+        systemctl("stop", unit)
+        log(f"stopped {unit}")
+
+    roles = (tree / "postgres" / "roles.sql").read_text().splitlines()
+    existing = set(psql("postgres", "SELECT rolname FROM pg_roles;").split())
+    for role in manifest["roles"]:
+        if role not in existing:
+            psql(
+                "postgres",
+                "".join(line + "\n" for line in roles if re.match(rf"^(CREATE|ALTER) ROLE {role}[ ;]", line)),
+            )
+            log(f"created role {role}")
+
+    postgres = pwd.getpwnam("postgres")
+    os.chown(tree / "postgres", postgres.pw_uid, postgres.pw_gid)
+    for database, content in sorted(manifest["databases"].items()):
+        restore_database(database, tree / "postgres" / f"{database}.dump", content["tables"], stamp)
+
+    restored_paths = [Path(path) for path in plan["restore_paths"]]
+    for live in restored_paths:
+        copy = tree / "files" / str(live).lstrip("/")
+        if not copy.exists():
+            continue
+        if live.exists():
+            aside = live.with_name(f"{live.name}.pre-restore-{stamp}")
+            os.rename(live, aside)
+            log(f"kept the live {live} as {aside}")
+        shutil.copytree(copy, live, symlinks=True)
+        _copy_owners(copy, live)
+        log(f"restored {live}")
+
+    _platform_fixups(plan, stopped)
+    shutil.rmtree(scratch, ignore_errors=True)
+    log(
+        "restore done. Next: run the converge (pyinfra inventories/<env>.py deploys/all.py), then check the platform; "
+        f"drop the *_pre_restore_{stamp} databases and remove the *.pre-restore-{stamp} directories once satisfied"
+    )
+    return 0
+
+
+def _active(unit: str) -> bool:
+    return systemctl("is-active", "--quiet", unit, check=False).returncode == 0
+
+
+def _copy_owners(source: Path, target: Path) -> None:
+    for directory, subdirectories, names in os.walk(source):
+        for name in [*subdirectories, *names]:
+            info = os.lstat(Path(directory) / name)
+            os.lchown(target / Path(directory).relative_to(source) / name, info.st_uid, info.st_gid)
+    info = os.lstat(source)
+    os.chown(target, info.st_uid, info.st_gid)
+
+
+def restore_database(database: str, dump: Path, tables: dict, stamp: str) -> None:
+    """Restore ``dump`` under its own name (pg_restore --create brings back the database's grants
+    and settings too) after renaming the live database aside; put the live one back if the
+    restored one does not match its manifest."""
+    aside = f"{database}_pre_restore_{stamp}"[:63]
+    exists = psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{database}';").strip() == "1"
+    if exists:
+        psql(
+            "postgres",
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}';\n"
+            f'ALTER DATABASE "{database}" RENAME TO "{aside}";\n',
+        )
+    restored = as_postgres(["pg_restore", "--exit-on-error", "--create", "-d", "postgres", str(dump)])
+    try:
+        if restored.returncode != 0:
+            raise BackupError(f"pg_restore of {database} failed: {restored.stderr.strip()[-800:]}")
+        compare_tables(database, database, tables)
+    except BackupError:
+        _drop_quietly(database)
+        if exists:
+            psql("postgres", f'ALTER DATABASE "{aside}" RENAME TO "{database}";\n')
+            log(f"put the live {database} back")
+        raise
+    log(f"restored database {database}" + (f" (the live one kept as {aside})" if exists else ""))
+
+
+def _platform_fixups(plan: dict, stopped: list[str]) -> None:
+    """Platform contract 1.11: the restored gateway rows describe containers and allocations that
+    no longer exist. Remove them (allocations go with them), remove the pool's containers, tokens
+    and per-organisation nginx blocks, then start Ganymede and let the pool register anew."""
+    env = plan["environment"]
+    for database in databases(plan):
+        if psql(database, "SELECT to_regclass('public.gateways') IS NOT NULL;").strip() == "t":
+            psql(database, "DELETE FROM gateways;\n")
+            log(f"removed the stale gateway registrations from {database}")
+    tokens = Path("/etc/holistix", env, "gateways")
+    for token in tokens.glob("*.token") if tokens.is_dir() else []:
+        token.unlink()
+    if shutil.which("docker"):
+        listing = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=holistix.gateway-pool={env}"], capture_output=True, text=True
+        )
+        if listing.stdout.split():
+            subprocess.run(["docker", "rm", "-f", *listing.stdout.split()], capture_output=True, check=False)
+            log("removed the pool's containers")
+    blocks = Path(plan["nginx_gateways_dir"])
+    for block in blocks.glob("*.conf") if blocks.is_dir() else []:
+        block.unlink()
+    if shutil.which("nginx") and subprocess.run(["nginx", "-t"], capture_output=True).returncode == 0:
+        systemctl("reload", "nginx.service", check=False)
+    if f"ganymede@{env}.service" in stopped or Path("/etc/systemd/system/ganymede@.service").exists():
+        systemctl("start", f"ganymede@{env}.service", check=False)
+    pool = Path("/usr/local/sbin/holistix-gateway-pool")
+    if pool.exists() and Path("/etc/holistix", env, "gateway-pool.json").exists():
+        subprocess.run(["/usr/local/sbin/holistix-release", "wait", env], capture_output=True, check=False)
+        converged = subprocess.run([str(pool), "converge", env], capture_output=True, text=True)
+        if converged.returncode != 0:
+            raise BackupError(f"the pool did not come back: {converged.stderr.strip()[-800:]}")
+        systemctl("start", f"holistix-gateway-pool@{env}.service", check=False)
+        log("the gateway pool is registered anew")
+
+
+# -- command line -------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="holistix-backup", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "action", choices=["run", "check", "restore-test", "restore", "snapshots", "ls", "forget", "init", "status"]
+    )
+    parser.add_argument("environment")
+    parser.add_argument("snapshot", nargs="?", default=None)
+    parser.add_argument("--yes", action="store_true", help="restore: confirm replacing the live data")
+    parser.add_argument("--repository", help="forget: a local repository other than the plan's (drills)")
+    arguments = parser.parse_args(argv)
+    plan = load_plan(arguments.environment)
+    if arguments.action == "status":
+        local = local_repository(plan)
+        exists = repository_exists(plan, local)
+        print(json.dumps({"repository": exists, "snapshots": len(snapshots(plan, local)) if exists else 0}))
+        return 0
+    if arguments.action == "snapshots":
+        print(json.dumps(snapshots(plan, local_repository(plan)), indent=1))
+        return 0
+    if arguments.action == "ls":
+        listing = restic(
+            plan, local_repository(plan), "ls", arguments.snapshot or "latest", "--host", plan["snapshot_host"],
+            "--tag", plan["tag"],
+        )  # fmt: skip
+        print("\n".join(line for line in listing.stdout.splitlines() if line.startswith("/")))
+        return 0
+    with Lock(arguments.environment):
+        if arguments.action == "init":
+            init(plan)
+            return 0
+        if arguments.action == "run":
+            return run(plan)
+        if arguments.action == "check":
+            return check(plan)
+        if arguments.action == "restore-test":
+            return restore_test(plan)
+        if arguments.action == "forget":
+            repository = dict(local_repository(plan))
+            if arguments.repository:
+                repository.update(url=str(Path(arguments.repository).resolve()), name="drill")
+            restic(plan, repository, *forget_arguments(plan))
+            return 0
+        if not arguments.snapshot or not arguments.yes:
+            raise BackupError(
+                "restore replaces the live database, org data, secrets and certificates: "
+                "holistix-backup restore ENV SNAPSHOT --yes (SNAPSHOT: an id from `holistix-backup snapshots ENV`, or latest)"
+            )
+        return restore(plan, arguments.snapshot)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BackupError as error:
+        print(f"holistix-backup: {error}", file=sys.stderr)
+        sys.exit(1)
