@@ -33,9 +33,10 @@ lint: $(VENV)/.installed
 e2e: $(VENV)/.installed
 	$(PY) -m pytest -x -v tests/e2e
 
-## bench: converge timings on a fresh staging host
+## bench: converge timings, then backup and restore of a ~1 GB database, on fresh staging hosts
 bench: $(VENV)/.installed
 	$(PY) bench/converge.py --suite $(SUITE)
+	$(PY) bench/backup.py --suite $(SUITE)
 
 ## docs: regenerate the README settings table and group_data/all.py from the schema
 docs: $(VENV)/.installed

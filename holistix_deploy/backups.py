@@ -101,7 +101,7 @@ def plan(settings: Settings) -> str:
             {
                 "environment": settings.environment,
                 "tag": f"holistix-{settings.environment}",
-                # one retention group however the host is named (a restore host keeps the history)
+                # with the machine id appended on the host: one retention group per installation
                 "snapshot_host": f"holistix-{settings.environment}",
                 "database_prefix": "ganymede_",
                 "password_file": password_file(settings),

@@ -3,9 +3,11 @@
 
     holistix-backup run          ENV             stage, back up, copy off-site, then prune (only after success)
     holistix-backup check        ENV             restic check --read-data-subset on every repository
-    holistix-backup restore-test ENV             restore the newest snapshot into scratch and compare with its manifest
-    holistix-backup restore      ENV SNAPSHOT --yes   put a snapshot back (database, org data, secrets, certificates)
-    holistix-backup snapshots    ENV             the local repository's snapshots (JSON)
+    holistix-backup restore-test ENV [SNAPSHOT] [--from R]   restore a snapshot (default: this installation's
+                                                 newest) into scratch and compare it with its manifest
+    holistix-backup restore      ENV SNAPSHOT --yes [--from R]   put a snapshot back (database, org data, secrets,
+                                                 certificates); R: local (default) or offsite
+    holistix-backup snapshots    ENV [--from R]  a repository's snapshots, every installation's (JSON)
     holistix-backup forget       ENV [--repository PATH]   apply the retention policy (also done by run)
     holistix-backup init         ENV             create the local repository if there is none
     holistix-backup status       ENV             JSON: does the local repository exist, how many snapshots
@@ -76,6 +78,14 @@ def load_plan(env: str) -> dict:
     if not path.is_file():
         raise BackupError(f"{path} is missing: run the backups module (deploys/backups.py) first")
     return json.loads(path.read_text())
+
+
+def installation(plan: dict) -> str:
+    """The snapshots' host name: the environment and this installation's machine id. restic
+    prunes each host's snapshots apart (--group-by host,tags), so a rebuilt host's first
+    backups of an empty platform never prune the last good snapshots of the host it replaces."""
+    machine_id = Path("/etc/machine-id").read_text().strip()[:12]
+    return f"{plan['snapshot_host']}-{machine_id}"
 
 
 def staging_dir(env: str) -> Path:
@@ -387,6 +397,9 @@ METRICS = (
 
 def write_metrics(plan: dict, state: dict) -> None:
     env = plan["environment"]
+    # a repository taken out of the plan (an off-site one removed) is no longer reported
+    configured = {repository["name"] for repository in plan.get("repositories", [{"name": "local"}])}
+    state = {key: values for key, values in state.items() if key.split(":", 1)[-1] in configured}
     lines = []
     for section, field, metric, help_text in METRICS:
         samples = [
@@ -481,7 +494,7 @@ def run(plan: dict) -> int:
             local,
             "backup",
             "--host",
-            plan["snapshot_host"],
+            installation(plan),
             "--tag",
             plan["tag"],
             str(staging),
@@ -556,24 +569,26 @@ def check(plan: dict) -> int:
     return status
 
 
-def restore_snapshot(plan: dict, snapshot: str, target: Path) -> Path:
-    """Restore ``snapshot`` of the local repository into ``target``; returns the staging tree in it."""
+def repository_named(plan: dict, name: str) -> dict:
+    for repository in plan["repositories"]:
+        if repository["name"] == name:
+            return repository
+    names = ", ".join(repository["name"] for repository in plan["repositories"])
+    raise BackupError(f"no {name} repository in the plan (repositories: {names})")
+
+
+def restore_snapshot(plan: dict, snapshot: str, target: Path, source: str = "local") -> Path:
+    """Restore ``snapshot`` of the ``source`` repository into ``target``; returns the staging tree in it."""
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     target.chmod(0o711)  # postgres reaches the dumps (its own 0700 directory) to restore them
     # the whole snapshot (restic 0.14 has no snapshot:subfolder), then its staging tree
+    # "latest" is this installation's newest; an id may be any host's (a rebuilt host restores
+    # the snapshot of the one it replaces)
+    hosts = ["--host", installation(plan)] if snapshot == "latest" else []
     restic(
-        plan,
-        local_repository(plan),
-        "restore",
-        snapshot,
-        "--host",
-        plan["snapshot_host"],
-        "--tag",
-        plan["tag"],
-        "--target",
-        str(target),
+        plan, repository_named(plan, source), "restore", snapshot, *hosts, "--tag", plan["tag"], "--target", str(target)
     )
     tree = target / str(staging_dir(plan["environment"])).lstrip("/")
     if not (tree / "manifest.json").is_file():
@@ -601,13 +616,13 @@ def compare_tables(database: str, restored: str, expected: dict) -> None:
         raise BackupError(f"database {database}: restored tables differ from the manifest ({', '.join(differing[:5])})")
 
 
-def restore_test(plan: dict) -> int:
+def restore_test(plan: dict, source: str = "local", snapshot: str = "latest") -> int:
     env = plan["environment"]
     started = time.time()
     scratch = STATE_ROOT / env / "restore-test"
     scratch_databases = []
     try:
-        tree = restore_snapshot(plan, "latest", scratch)
+        tree = restore_snapshot(plan, snapshot, scratch, source)
         manifest = verify_files(tree)
         postgres = pwd.getpwnam("postgres")
         for database, content in sorted(manifest["databases"].items()):
@@ -639,7 +654,7 @@ def restore_test(plan: dict) -> int:
     record(
         plan,
         {
-            "restore_test:local": {
+            f"restore_test:{source}": {
                 "last_run": now,
                 "success": ok,
                 "duration": _since(started),
@@ -667,13 +682,15 @@ def systemctl(*arguments: str, check: bool = True) -> subprocess.CompletedProces
     return done
 
 
-def restore(plan: dict, snapshot: str) -> int:
+def restore(plan: dict, snapshot: str, source: str = "local") -> int:
     env = plan["environment"]
     stamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
     scratch = STATE_ROOT / env / f"restore-{stamp}"
-    tree = restore_snapshot(plan, snapshot, scratch)
+    tree = restore_snapshot(plan, snapshot, scratch, source)
     manifest = verify_files(tree)
-    log(f"snapshot {snapshot} ({manifest['created']}) restored into {scratch} and matches its manifest")
+    log(
+        f"snapshot {snapshot} of the {source} repository ({manifest['created']}) restored into {scratch} and matches its manifest"
+    )
 
     # nothing may write the database or the org data while they are swapped
     stopped = [unit for unit in (f"holistix-gateway-pool@{env}.service", f"ganymede@{env}.service") if _active(unit)]
@@ -805,6 +822,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("snapshot", nargs="?", default=None)
     parser.add_argument("--yes", action="store_true", help="restore: confirm replacing the live data")
     parser.add_argument("--repository", help="forget: a local repository other than the plan's (drills)")
+    parser.add_argument(
+        "--from", dest="source", default="local", help="restore, restore-test, snapshots, ls: the repository to read"
+    )
     arguments = parser.parse_args(argv)
     plan = load_plan(arguments.environment)
     if arguments.action == "status":
@@ -813,13 +833,12 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"repository": exists, "snapshots": len(snapshots(plan, local)) if exists else 0}))
         return 0
     if arguments.action == "snapshots":
-        print(json.dumps(snapshots(plan, local_repository(plan)), indent=1))
+        print(json.dumps(snapshots(plan, repository_named(plan, arguments.source)), indent=1))
         return 0
     if arguments.action == "ls":
-        listing = restic(
-            plan, local_repository(plan), "ls", arguments.snapshot or "latest", "--host", plan["snapshot_host"],
-            "--tag", plan["tag"],
-        )  # fmt: skip
+        snapshot = arguments.snapshot or "latest"
+        hosts = ["--host", installation(plan)] if snapshot == "latest" else []
+        listing = restic(plan, repository_named(plan, arguments.source), "ls", snapshot, *hosts, "--tag", plan["tag"])
         print("\n".join(line for line in listing.stdout.splitlines() if line.startswith("/")))
         return 0
     with Lock(arguments.environment):
@@ -831,7 +850,7 @@ def main(argv: list[str]) -> int:
         if arguments.action == "check":
             return check(plan)
         if arguments.action == "restore-test":
-            return restore_test(plan)
+            return restore_test(plan, arguments.source, arguments.snapshot or "latest")
         if arguments.action == "forget":
             repository = dict(local_repository(plan))
             if arguments.repository:
@@ -843,7 +862,7 @@ def main(argv: list[str]) -> int:
                 "restore replaces the live database, org data, secrets and certificates: "
                 "holistix-backup restore ENV SNAPSHOT --yes (SNAPSHOT: an id from `holistix-backup snapshots ENV`, or latest)"
             )
-        return restore(plan, arguments.snapshot)
+        return restore(plan, arguments.snapshot, arguments.source)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ PROBE_ACME_DNS_DOWN, PROBE_ACME_CLOUDFLARE, PROBE_ACME_RESTORE = 18, 19, 20
 # minutes (and never banned), so ufw's 6-in-30-s SSH limit never counts them together
 PROBE_RELEASE_2, PROBE_RELEASE_3, PROBE_ROLLBACK, PROBE_CHECKSUM = 10, 11, 12, 16
 PROBE_SCALE_UP, PROBE_SCALE_DOWN, PROBE_SCALE_BACK = 14, 15, 17
+PROBE_OFFSITE, PROBE_OFFSITE_BACK = 18, 19
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 ARTIFACTS = Path(os.environ.get("HOLISTIX_ARTIFACTS", "/var/cache/holistix-deploy/artifacts"))
@@ -1338,6 +1339,81 @@ def test_a_backup_with_postgresql_down_fails_keeps_every_snapshot_and_monitoring
     assert again.returncode == 0
     assert _backup_metrics(staging_host)["holistix_backup_last_run_success"] == 1
     assert len(_snapshot_ids(staging_host)) >= len(before)
+
+
+def _offsite_snapshots(staging_host, repository: str) -> set[tuple[str, str]]:
+    env = staging_host.settings().environment
+    listing = staging_host.exec(
+        "env", f"RESTIC_PASSWORD_FILE=/etc/holistix-backup/{env}/restic-password", "restic", "-r", repository,
+        "snapshots", "--json",
+    )  # fmt: skip
+    return {(snapshot["time"], snapshot["tree"]) for snapshot in json.loads(listing or "[]")}
+
+
+def test_an_sftp_offsite_repository_gets_the_same_snapshots_and_its_loss_is_seen(staging_host):
+    env = staging_host.settings().environment
+    # Arrange: an "off-site server" reached over sftp (this host's own sshd on loopback, as a
+    # user of its own), its host key pinned, the backup key authorized there
+    host_key = staging_host.exec("cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
+    offsite_dir = "/home/offsite/restic"
+    run = staging_host.pyinfra(
+        "--data",
+        f"backup_offsite_repository=sftp:offsite@127.0.0.1:{offsite_dir}",
+        "--data",
+        "backup_offsite_known_hosts=" + json.dumps([f"127.0.0.1 {host_key[0]} {host_key[1]}"]),
+        deploy="deploys/backups.py",
+        from_probe=PROBE_OFFSITE,
+    )
+    assert run.returncode == 0, _report(run)
+    key = f"/etc/holistix-backup/{env}/offsite_ed25519"
+    assert staging_host.exec("stat", "-c", "%U %a", key).strip() == "root 600"
+    staging_host.exec(
+        "sh",
+        "-c",
+        "id offsite >/dev/null 2>&1 || useradd -m -s /bin/sh offsite; install -d -o offsite -g offsite -m 0700"
+        f" /home/offsite/.ssh && install -o offsite -g offsite -m 0600 {key}.pub /home/offsite/.ssh/authorized_keys",
+    )
+
+    # Act: the nightly run
+    backup = staging_host.harness(
+        "exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False
+    )
+    assert backup.returncode == 0, staging_host.exec(
+        "journalctl", "-u", f"holistix-backup@{env}", "-n", "30", "-o", "cat"
+    )
+
+    # Assert: the off-site repository holds the very snapshots the local one holds
+    local = _offsite_snapshots(staging_host, staging_host.settings().backup_local_repository)
+    assert _offsite_snapshots(staging_host, offsite_dir) == local
+    metrics = staging_host.exec("cat", f"/var/lib/prometheus/node-exporter/holistix_backup_{env}.prom")
+    assert f'holistix_backup_last_run_success{{environment="{env}",repository="offsite"}} 1' in metrics
+    # what a rebuilt host restores from: the off-site copy matches its manifest, rows and files
+    tested = staging_host.harness(
+        "exec", staging_host.name, BACKUP, "restore-test", env, "--from", "offsite", check=False
+    )
+    assert tested.returncode == 0 and "restore test passed" in tested.stdout, tested.stdout + tested.stderr
+
+    # the off-site server stops accepting the key: the run fails and says so; the local snapshot
+    # is still taken and the off-site one keeps what it had
+    staging_host.exec("truncate", "-s", "0", "/home/offsite/.ssh/authorized_keys")
+    failed = staging_host.harness(
+        "exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False
+    )
+    assert failed.returncode != 0
+    assert _offsite_snapshots(staging_host, offsite_dir) == local
+    newest_local = max(_offsite_snapshots(staging_host, staging_host.settings().backup_local_repository))
+    assert newest_local[0] > max(local)[0], "the local snapshot was not taken"
+    metrics = staging_host.exec("cat", f"/var/lib/prometheus/node-exporter/holistix_backup_{env}.prom")
+    assert f'holistix_backup_last_run_success{{environment="{env}",repository="offsite"}} 0' in metrics
+    assert f'holistix_backup_last_run_success{{environment="{env}",repository="local"}} 1' in metrics
+
+    # back to the inventory's settings: no off-site repository, its key gone
+    back = staging_host.pyinfra(deploy="deploys/backups.py", from_probe=PROBE_OFFSITE_BACK)
+    assert back.returncode == 0, _report(back)
+    assert staging_host.harness("exec", staging_host.name, "test", "-e", key, check=False).returncode == 1
+    staging_host.exec("userdel", "-r", "offsite")
+    again = staging_host.harness("exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False)
+    assert again.returncode == 0
 
 
 def _secret_digests(staging_host) -> str:

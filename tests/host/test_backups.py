@@ -66,7 +66,8 @@ def test_a_fresh_snapshot_holds_every_part_of_the_platform(host, settings, snaps
     newest = snapshots[-1]
     taken = datetime.fromisoformat(newest["time"][:19])
     assert time.time() - taken.timestamp() < 26 * 3600 + 86400  # timezone slack: the freshness alert is exact
-    assert newest["hostname"] == f"holistix-{settings.environment}"
+    machine_id = host.file("/etc/machine-id").content_string.strip()
+    assert newest["hostname"] == f"holistix-{settings.environment}-{machine_id[:12]}"
     staging = f"/var/lib/holistix/{settings.environment}/backup-staging"
     with host.sudo():
         listing = set(host.check_output(f"{HELPER} ls {settings.environment} latest").splitlines())

@@ -196,3 +196,17 @@ def test_a_failed_run_keeps_the_last_success_and_says_it_failed(helper, tmp_path
     # the exposition format node_exporter's textfile collector reads: HELP and TYPE before samples
     for line in metrics.splitlines():
         assert re.fullmatch(r"# (HELP|TYPE) holistix_\w+ .+|holistix_\w+\{[^}]*\} [0-9.]+", line), line
+
+
+def test_a_repository_taken_out_of_the_plan_is_no_longer_reported(helper, tmp_path, monkeypatch):
+    monkeypatch.setattr(helper, "STATE_ROOT", tmp_path / "state")
+    plan = {
+        "environment": "prod",
+        "metrics_dir": str(tmp_path / "textfile"),
+        "repositories": [{"name": "local"}, {"name": "offsite"}],
+    }
+    helper.record(plan, {"backup:offsite": {"last_run": 100, "success": 0}})
+    assert 'repository="offsite"' in (tmp_path / "textfile" / "holistix_backup_prod.prom").read_text()
+    plan["repositories"] = [{"name": "local"}]
+    helper.record(plan, {"backup:local": {"last_run": 200, "success": 1}})
+    assert 'repository="offsite"' not in (tmp_path / "textfile" / "holistix_backup_prod.prom").read_text()
