@@ -31,7 +31,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 
 e2e: $(VENV)/.installed
-	$(PY) -m pytest -x -v tests/e2e
+	$(PY) -m pytest -x -v --durations=25 tests/e2e
 
 ## bench: converge timings, then backup and restore of a ~1 GB database, on fresh staging hosts
 bench: $(VENV)/.installed

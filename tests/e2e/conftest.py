@@ -147,6 +147,20 @@ def platform_releases():
     assert image.returncode == 0, image.stderr
 
 
+@pytest.fixture(scope="session", autouse=True)
+def retention_drill():
+    """The retention drill's repository (tests/e2e/retention.py), made in the background from the
+    start of the session: a future of its tarball in the artifacts directory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import retention
+
+    artifacts = Path(os.environ.get("HOLISTIX_ARTIFACTS", "/var/cache/holistix-deploy/artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool.submit(retention.build, artifacts / "retention-drill-holistix-staging.tar", "holistix-staging")
+
+
 @pytest.fixture(scope="module", params=SUITES)
 def staging_host(request, platform_releases):
     if os.geteuid() != 0:

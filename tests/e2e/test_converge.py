@@ -5,7 +5,6 @@ ports still obey the firewall."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import re
@@ -22,6 +21,8 @@ import pytest
 from holistix_deploy import dns, ganymede
 from holistix_deploy import nginx as web
 from holistix_deploy.hardening import SSH_AUDIT_POLICY
+
+from . import retention
 
 pytestmark = pytest.mark.destructive
 
@@ -180,6 +181,8 @@ def test_no_secret_appears_in_anything_pyinfra_printed(staging_host):
     for name in staging_host.exec("ls", tokens_dir).split():
         needles[f"token of {name}"] = json.loads(staging_host.exec("cat", f"{tokens_dir}/{name}"))["token"]
     assert any(name.startswith("token of") for name in needles), "no gateway was registered"
+    # the backup repository's password, kept apart from the secrets it protects
+    needles["restic password"] = staging_host.exec("cat", "/etc/holistix-backup/staging/restic-password").strip()
     assert all(len(needle) >= 20 for needle in needles.values())
     leaked = [name for name, needle in needles.items() if needle in printed]
     assert leaked == [], f"secret values printed by pyinfra: {leaked}"
@@ -1248,50 +1251,36 @@ def test_a_restore_brings_back_every_row_and_file_after_both_are_lost(staging_ho
     assert containers == registered and len(containers) == settings.gateway_pool_size
 
 
-def test_retention_keeps_exactly_what_7_daily_4_weekly_12_monthly_promise(staging_host):
+def test_retention_keeps_exactly_what_7_daily_4_weekly_12_monthly_promise(staging_host, retention_drill):
     settings = staging_host.settings()
     env = settings.environment
-    # Arrange: 430 nights ending 2026-11-20, with the host down all of August 2026, backups that
-    # failed on 2026-11-12 and 13 and on every 19th night from the 10th, and a manual re-run on 2026-11-18
-    last_night = datetime.datetime(2026, 11, 20, 2, 0)
-    nights = [last_night - datetime.timedelta(days=days) for days in range(430)]
-    failed = {datetime.date(2026, 11, 12), datetime.date(2026, 11, 13)}
-    times = [
-        night
-        for index, night in enumerate(nights)
-        if not (night.year == 2026 and night.month == 8) and night.date() not in failed and index % 19 != 10
-    ]
-    times.append(datetime.datetime(2026, 11, 18, 14, 30))
+    password_file = f"/etc/holistix-backup/{env}/restic-password"
+    # Arrange: a repository of 377 nightly snapshots over 430 nights (tests/e2e/retention.py: the
+    # host down all of August 2026, failed nights, a re-run on 2026-11-18), made on this machine
+    # and fetched from the harness's download server; the host's password added as a key
+    tarball = retention_drill.result(timeout=900)
+    times = retention.nights()
     drill = "/var/tmp/retention-drill"
-    stamps = " ".join(f"'{t:%Y-%m-%d %H:%M:%S}'" for t in times)
+    bridge = os.environ.get("STAGING_NET", "10.77.0") + ".1"
     made = staging_host.harness(
         "exec",
         staging_host.name,
         "bash",
         "-c",
-        f"set -e; export RESTIC_PASSWORD_FILE=/etc/holistix-backup/{env}/restic-password RESTIC_REPOSITORY={drill};"
-        f" rm -rf {drill} /var/tmp/retention-data; mkdir -p /var/tmp/retention-data; echo night > /var/tmp/retention-data/f;"
-        " restic init -q >/dev/null;"
-        f" printf '%s\\n' {stamps} | xargs -P 2 -I{{}} restic backup -q --host holistix-{env} --tag holistix-{env}"
-        " --time {} /var/tmp/retention-data >/dev/null",
+        f"set -e; rm -rf {drill}; curl -fsS http://{bridge}:8800/{tarball.name} | tar -x -C /var/tmp;"
+        f" RESTIC_PASSWORD={retention.DRILL_PASSWORD} restic -r {drill} key add -q --new-password-file {password_file}",
         check=False,
     )
     assert made.returncode == 0, made.stderr[-2000:]
 
-    # Act: the retention the nightly run applies, on this repository
+    # Act: the retention the nightly run applies, by this host's restic, on this repository
     pruned = staging_host.harness("exec", staging_host.name, BACKUP, "forget", env, "--repository", drill, check=False)
     assert pruned.returncode == 0, pruned.stderr
 
     # Assert: exactly these survive (restic doc 060_forget: newest first, each policy keeps the
     # newest snapshot of each day, ISO week or month until it has kept its count)
     left = staging_host.exec(
-        "env",
-        f"RESTIC_PASSWORD_FILE=/etc/holistix-backup/{env}/restic-password",
-        "restic",
-        "-r",
-        drill,
-        "snapshots",
-        "--json",
+        "env", f"RESTIC_PASSWORD_FILE={password_file}", "restic", "-r", drill, "snapshots", "--json"
     )
     survivors = sorted(snapshot["time"][:16].replace("T", " ") for snapshot in json.loads(left))
     assert (settings.backup_keep_daily, settings.backup_keep_weekly, settings.backup_keep_monthly) == (7, 4, 12)
@@ -1305,7 +1294,7 @@ def test_retention_keeps_exactly_what_7_daily_4_weekly_12_monthly_promise(stagin
                "2026-04-30 02:00", "2026-05-31 02:00", "2026-06-29 02:00", "2026-07-31 02:00", "2026-09-30 02:00",
                "2026-10-31 02:00"]  # fmt: skip
     assert survivors == sorted(daily + weekly + monthly), f"{len(times)} snapshots made, these survived: {survivors}"
-    staging_host.exec("rm", "-rf", drill, "/var/tmp/retention-data")
+    staging_host.exec("rm", "-rf", drill)
 
 
 def test_a_backup_with_postgresql_down_fails_keeps_every_snapshot_and_monitoring_sees_it(staging_host):
