@@ -214,7 +214,7 @@ backup_keep_monthly = 12
 # backups: When the daily backup runs (systemd OnCalendar, host time; checked by systemd-analyze calendar on the host). A run missed while the host was off happens at boot.
 backup_schedule = '*-*-* 02:00:00'
 
-# backups: Random delay added to each scheduled backup (RandomizedDelaySec).
+# backups: Random delay added to each scheduled backup, check and restore test (RandomizedDelaySec).
 backup_randomized_delay_seconds = 600
 
 # backups: When restic check verifies the repositories (OnCalendar).

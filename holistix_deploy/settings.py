@@ -897,7 +897,7 @@ class Settings(BaseModel):
         module="backups",
         ge=0,
         le=3600,
-        description="Random delay added to each scheduled backup (RandomizedDelaySec).",
+        description="Random delay added to each scheduled backup, check and restore test (RandomizedDelaySec).",
     )
     backup_check_schedule: str = _setting(
         "Sun *-*-* 03:30:00",

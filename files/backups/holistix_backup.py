@@ -192,8 +192,12 @@ def psql(database: str, sql: str, **kwargs) -> str:
 
 
 def databases(plan: dict) -> list[str]:
+    """The platform's databases; not the live ones a restore set aside (*_pre_restore_<time>)."""
+    prefix = plan["database_prefix"].replace("_", "\\_")  # LIKE's "_" is a wildcard
     output = psql(
-        "postgres", f"SELECT datname FROM pg_database WHERE datname LIKE '{plan['database_prefix']}%' ORDER BY 1;"
+        "postgres",
+        f"SELECT datname FROM pg_database WHERE datname LIKE '{prefix}%'"
+        " AND datname NOT LIKE '%\\_pre\\_restore\\_%' ORDER BY 1;",
     )
     return [line for line in output.splitlines() if line]
 
@@ -304,12 +308,20 @@ def _name_of(uid: int) -> str:
         return str(uid)
 
 
+def empty_directory(path: Path) -> None:
+    """``path`` as an empty directory; its contents go, the directory stays (it may be a mount)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def stage(plan: dict, staging: Path) -> dict:
     """Everything one snapshot holds, in ``staging``; returns the manifest (also written there)."""
-    if staging.exists():
-        shutil.rmtree(staging)
+    empty_directory(staging)
     # 0711: postgres reaches its own 0700 dump directory inside, and lists nothing else
-    staging.mkdir(parents=True)
     staging.chmod(0o711)
     dumps = staging / "postgres"
     dumps.mkdir(mode=0o700)
@@ -506,8 +518,12 @@ def run(plan: dict) -> int:
         log(f"FAILED, nothing pruned: {error}")
         return 1
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    restic(plan, local, *forget_arguments(plan))
+        empty_directory(staging)  # a second copy of the database must not stay on disk
+    try:
+        restic(plan, local, *forget_arguments(plan))
+    except BackupError as error:
+        failures.append("local")
+        log(f"the snapshot was taken, but pruning FAILED: {error}")
     record(
         plan,
         {
@@ -710,8 +726,13 @@ def restore(plan: dict, snapshot: str, source: str = "local") -> int:
 
     postgres = pwd.getpwnam("postgres")
     os.chown(tree / "postgres", postgres.pw_uid, postgres.pw_gid)
-    for database, content in sorted(manifest["databases"].items()):
-        restore_database(database, tree / "postgres" / f"{database}.dump", content["tables"], stamp)
+    try:
+        for database, content in sorted(manifest["databases"].items()):
+            restore_database(database, tree / "postgres" / f"{database}.dump", content["tables"], stamp)
+    except BackupError:
+        if stopped:
+            log(f"still stopped: {', '.join(stopped)} (systemctl start them once the database is sorted out)")
+        raise
 
     restored_paths = [Path(path) for path in plan["restore_paths"]]
     for live in restored_paths:

@@ -1251,6 +1251,43 @@ def test_a_restore_brings_back_every_row_and_file_after_both_are_lost(staging_ho
     assert containers == registered and len(containers) == settings.gateway_pool_size
 
 
+def test_a_restore_over_live_data_sets_it_aside_and_backups_leave_it_out(staging_host):
+    settings = staging_host.settings()
+    env, database = settings.environment, settings.database_name
+    # Arrange: a user who signed up after the last backup
+    late = f"late-{secrets.token_hex(6)}"
+    _psql(staging_host, database, f"INSERT INTO users (username) VALUES ('{late}')")
+
+    # Act: the last backup is restored over the live database
+    restored = staging_host.harness("exec", staging_host.name, BACKUP, "restore", env, "latest", "--yes", check=False)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+
+    # Assert: the restored database is the snapshot's; the live one is kept aside, whole
+    assert _psql(staging_host, database, f"SELECT count(*) FROM users WHERE username = '{late}'") == "0"
+    aside = _psql(
+        staging_host, "postgres", f"SELECT datname FROM pg_database WHERE datname LIKE '{database}_pre_restore_%'"
+    )
+    assert aside, "the live database was not kept"
+    assert _psql(staging_host, aside, f"SELECT count(*) FROM users WHERE username = '{late}'") == "1"
+    # ...and the nightly backup leaves the set-aside copy out
+    backup = staging_host.harness(
+        "exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False
+    )
+    assert backup.returncode == 0
+    manifest = staging_host.exec(
+        "env", f"RESTIC_PASSWORD_FILE=/etc/holistix-backup/{env}/restic-password", "restic", "-r",
+        settings.backup_local_repository, "dump", "latest", f"/var/lib/holistix/{env}/backup-staging/manifest.json",
+    )  # fmt: skip
+    assert sorted(json.loads(manifest)["databases"]) == [database]
+    # the operator's last step of the runbook, once satisfied
+    _psql(staging_host, "postgres", f'DROP DATABASE "{aside}"')
+    staging_host.exec(
+        "sh",
+        "-c",
+        "rm -rf /var/lib/holistix/*/*.pre-restore-* /etc/holistix/*.pre-restore-* /etc/letsencrypt.pre-restore-*",
+    )
+
+
 def test_retention_keeps_exactly_what_7_daily_4_weekly_12_monthly_promise(staging_host, retention_drill):
     settings = staging_host.settings()
     env = settings.environment
@@ -1337,6 +1374,27 @@ def _offsite_snapshots(staging_host, repository: str) -> set[tuple[str, str]]:
         "snapshots", "--json",
     )  # fmt: skip
     return {(snapshot["time"], snapshot["tree"]) for snapshot in json.loads(listing or "[]")}
+
+
+def test_a_backup_that_fills_its_disk_fails_and_prunes_nothing(staging_host):
+    env = staging_host.settings().environment
+    staging = f"/var/lib/holistix/{env}/backup-staging"
+    before = _snapshot_ids(staging_host)
+    # Arrange: the disk the backup stages on has 16 KiB left (a snapshot stages about 100 KiB here)
+    staging_host.exec("mount", "-t", "tmpfs", "-o", "size=16k,mode=0711", "tmpfs", staging)
+    try:
+        failed = staging_host.harness(
+            "exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False
+        )
+    finally:
+        staging_host.exec("umount", staging)
+    assert failed.returncode != 0
+    journal = staging_host.exec("journalctl", "-u", f"holistix-backup@{env}", "-n", "10", "-o", "cat")
+    assert "FAILED, nothing pruned" in journal and "No space left on device" in journal
+    assert _snapshot_ids(staging_host) == before
+    assert _backup_metrics(staging_host)["holistix_backup_last_run_success"] == 0
+    again = staging_host.harness("exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False)
+    assert again.returncode == 0
 
 
 def test_an_sftp_offsite_repository_gets_the_same_snapshots_and_its_loss_is_seen(staging_host):
