@@ -210,3 +210,20 @@ def test_a_repository_taken_out_of_the_plan_is_no_longer_reported(helper, tmp_pa
     plan["repositories"] = [{"name": "local"}]
     helper.record(plan, {"backup:local": {"last_run": 200, "success": 1}})
     assert 'repository="offsite"' not in (tmp_path / "textfile" / "holistix_backup_prod.prom").read_text()
+
+
+def test_status_reads_the_repositorys_layout_without_opening_it(helper, tmp_path, monkeypatch, capsys):
+    repository = tmp_path / "repository"
+    monkeypatch.setattr(helper, "PLAN_DIR", tmp_path / "plans")
+    (tmp_path / "plans" / "prod").mkdir(parents=True)
+    (tmp_path / "plans" / "prod" / "backup.json").write_text(
+        json.dumps({"environment": "prod", "repositories": [{"name": "local", "url": str(repository)}]})
+    )
+    assert helper.main(["status", "prod"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"repository": False, "snapshots": 0}
+    (repository / "snapshots").mkdir(parents=True)
+    (repository / "config").write_bytes(b"encrypted")
+    for snapshot_id in ("a1", "b2"):
+        (repository / "snapshots" / snapshot_id).write_bytes(b"encrypted")
+    assert helper.main(["status", "prod"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"repository": True, "snapshots": 2}
