@@ -49,7 +49,7 @@ def psql(database: str, sql: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--suite", default="trixie", choices=["trixie", "bookworm"])
-    parser.add_argument("--name", default="bench-backup")
+    parser.add_argument("--name", default="bench-bk")
     parser.add_argument("--reuse", action="store_true", help="use the converged staging host --name as it is")
     parser.add_argument(
         "--rows", type=int, default=4_200_000, help="rows of about 240 bytes on disk (4.2 M: about 1 GB)"
