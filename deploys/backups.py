@@ -108,31 +108,17 @@ server.shell(
 )
 
 # -- the jobs and their timers ------------------------------------------------------------------------------
-jobs = {
-    "holistix-backup": (
-        "Holistix backup",
-        "run",
-        "6h",
-        settings.backup_schedule,
-        settings.backup_randomized_delay_seconds,
-    ),
-    "holistix-backup-check": (
-        "Holistix backup repository check",
-        "check",
-        "6h",
-        settings.backup_check_schedule,
-        settings.backup_randomized_delay_seconds,
-    ),
+jobs = {  # unit: (what it is, holistix-backup's command, when)
+    "holistix-backup": ("Holistix backup", "run", settings.backup_schedule),
+    "holistix-backup-check": ("Holistix backup repository check", "check", settings.backup_check_schedule),
     "holistix-backup-restore-test": (
         "Holistix backup restore test",
         "restore-test",
-        "6h",
         settings.backup_restore_test_schedule,
-        settings.backup_randomized_delay_seconds,
     ),
 }
 units = []
-for unit, (description, action, timeout, schedule, delay) in jobs.items():
+for unit, (description, action, schedule) in jobs.items():
     units.append(
         files.put(
             name=f"Ensure /etc/systemd/system/{unit}@.service is in place (sandboxed)",
@@ -142,7 +128,6 @@ for unit, (description, action, timeout, schedule, delay) in jobs.items():
                     description=description,
                     helper=backups.HELPER,
                     action=action,
-                    timeout=timeout,
                     repository_parent="/var/backups/holistix",
                     metrics_dir=backups.METRICS_DIR,
                     offsite=bool(offsite),
@@ -157,7 +142,10 @@ for unit, (description, action, timeout, schedule, delay) in jobs.items():
             name=f"Ensure /etc/systemd/system/{unit}@.timer runs it at {schedule!r} (checked by systemd-analyze)",
             dest=f"/etc/systemd/system/{unit}@.timer",
             content=render(
-                "backups/holistix-backup-job@.timer.j2", description=description, schedule=schedule, delay=delay
+                "backups/holistix-backup-job@.timer.j2",
+                description=description,
+                schedule=schedule,
+                delay=settings.backup_randomized_delay_seconds,
             ),
             validate=f"systemd-analyze calendar {shlex.quote(schedule)} >/dev/null && test -s {{path}}",
             candidate=f"/etc/systemd/system/.{unit}@.timer.candidate",

@@ -12,7 +12,6 @@ HELPER = "/usr/local/sbin/holistix-backup"
 # node_exporter's textfile collector directory in Debian's and Ubuntu's prometheus-node-exporter
 METRICS_DIR = "/var/lib/prometheus/node-exporter"
 CACHE_DIR = "/var/cache/holistix-backup"
-UNITS = ("holistix-backup", "holistix-backup-check", "holistix-backup-restore-test")
 
 
 def config_dir(settings: Settings) -> str:
