@@ -112,14 +112,13 @@ def restic_environment(plan: dict, repository: dict) -> dict[str, str]:
     return environment
 
 
-def restic(plan: dict, repository: dict, *arguments: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+def restic(plan: dict, repository: dict, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
     options = ["-o", f"sftp.command={repository['sftp_command']}"] if repository.get("sftp_command") else []
     done = subprocess.run(
         ["restic", *options, *arguments],
         env=restic_environment(plan, repository),
         capture_output=True,
         text=True,
-        **kwargs,
     )
     if check and done.returncode != 0:
         raise BackupError(
@@ -141,6 +140,18 @@ def repository_exists(plan: dict, repository: dict) -> bool:
 def snapshots(plan: dict, repository: dict) -> list[dict]:
     listing = restic(plan, repository, "snapshots", "--json", "--tag", plan["tag"])
     return json.loads(listing.stdout or "[]") or []
+
+
+def selected(plan: dict, snapshot: str) -> list[str]:
+    """restic's arguments naming ``snapshot``: "latest" is this installation's newest; an id may be
+    any host's (a rebuilt host restores the snapshot of the one it replaces)."""
+    hosts = ["--host", installation(plan)] if snapshot == "latest" else []
+    return [snapshot, *hosts, "--tag", plan["tag"]]
+
+
+def from_local(plan: dict) -> list[str]:
+    """restic's arguments reading the local repository from another one (copy, init of an off-site one)."""
+    return ["--from-repo", local_repository(plan)["url"], "--from-password-file", plan["password_file"]]
 
 
 def forget_arguments(plan: dict) -> list[str]:
@@ -180,12 +191,15 @@ def as_postgres(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     )
 
 
-def psql(database: str, sql: str, **kwargs) -> str:
-    done = as_postgres(
-        ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-d", database, "-f", "-"],
-        input=sql,
-        **kwargs,
+def run_psql(database: str, script: str) -> subprocess.CompletedProcess:
+    """``script`` through psql as postgres: unaligned, tab-separated, stopping at the first error."""
+    return as_postgres(
+        ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-d", database, "-f", "-"], input=script
     )
+
+
+def psql(database: str, sql: str) -> str:
+    done = run_psql(database, sql)
     if done.returncode != 0:
         raise BackupError(f"psql on {database} failed: {done.stderr.strip()[-800:]}")
     return done.stdout
@@ -226,9 +240,7 @@ def dump_database(database: str, target: Path) -> dict[str, dict]:
         f"{SAMPLE_QUERY} \\gexec\n"
         "COMMIT;\n"
     )
-    done = as_postgres(
-        ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-d", database, "-f", "-"], input=script
-    )
+    done = run_psql(database, script)
     if done.returncode != 0 or "__dump_failed__" in done.stdout or not target.is_file() or target.stat().st_size == 0:
         raise BackupError(f"pg_dump of {database} failed: {done.stderr.strip()[-800:]}")
     return parse_samples(done.stdout)
@@ -411,21 +423,20 @@ def write_metrics(plan: dict, state: dict) -> None:
     env = plan["environment"]
     # a repository taken out of the plan (an off-site one removed) is no longer reported
     configured = {repository["name"] for repository in plan.get("repositories", [{"name": "local"}])}
-    state = {key: values for key, values in state.items() if key.split(":", 1)[-1] in configured}
+    # state keys are "<section>:<repository>"
+    entries = sorted((*key.split(":", 1), values) for key, values in state.items())
     lines = []
     for section, field, metric, help_text in METRICS:
         samples = [
             (repository, values[field])
-            for key, values in sorted(state.items())
-            if key.split(":")[0] == section and field in values
-            for repository in [key.split(":", 1)[1] if ":" in key else ""]
+            for key_section, repository, values in entries
+            if key_section == section and repository in configured and field in values
         ]
         if not samples:
             continue
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
         for repository, value in samples:
-            labels = f'environment="{env}"' + (f',repository="{repository}"' if repository else "")
-            lines.append(f"{metric}{{{labels}}} {value}")
+            lines.append(f'{metric}{{environment="{env}",repository="{repository}"}} {value}')
     directory = Path(plan["metrics_dir"])
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"holistix_backup_{env}.prom"
@@ -463,13 +474,13 @@ class Lock:
 
 
 def local_repository(plan: dict) -> dict:
+    """The plan's first repository: a directory on this host."""
     return plan["repositories"][0]
 
 
 def init(plan: dict) -> None:
     repository = local_repository(plan)
-    if repository["url"].startswith("/"):
-        Path(repository["url"]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    Path(repository["url"]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not repository_exists(plan, repository):
         restic(plan, repository, "init")
         log(f"created the {repository['name']} repository")
@@ -478,17 +489,7 @@ def init(plan: dict) -> None:
 def ensure_offsite(plan: dict, repository: dict) -> None:
     if not repository_exists(plan, repository):
         # same chunker parameters as the local repository, so `restic copy` deduplicates
-        source = local_repository(plan)
-        restic(
-            plan,
-            repository,
-            "init",
-            "--copy-chunker-params",
-            "--from-repo",
-            source["url"],
-            "--from-password-file",
-            plan["password_file"],
-        )
+        restic(plan, repository, "init", "--copy-chunker-params", *from_local(plan))
         log(f"created the {repository['name']} repository")
 
 
@@ -534,7 +535,7 @@ def run(plan: dict) -> int:
                 "duration": _since(started),
                 "staged_bytes": staged_bytes,
                 "snapshots": len(snapshots(plan, local)),
-                **({"repository_bytes": directory_bytes(Path(local["url"]))} if local["url"].startswith("/") else {}),
+                "repository_bytes": directory_bytes(Path(local["url"])),
             }
         },
     )
@@ -542,17 +543,7 @@ def run(plan: dict) -> int:
         key = f"backup:{repository['name']}"
         try:
             ensure_offsite(plan, repository)
-            restic(
-                plan,
-                repository,
-                "copy",
-                "--tag",
-                plan["tag"],
-                "--from-repo",
-                local["url"],
-                "--from-password-file",
-                plan["password_file"],
-            )
+            restic(plan, repository, "copy", "--tag", plan["tag"], *from_local(plan))
             restic(plan, repository, *forget_arguments(plan))
             count = len(snapshots(plan, repository))
         except BackupError as error:
@@ -600,15 +591,13 @@ def restore_snapshot(plan: dict, snapshot: str, target: Path, source: str = "loc
     target.mkdir(parents=True)
     target.chmod(0o711)  # postgres reaches the dumps (its own 0700 directory) to restore them
     # the whole snapshot (restic 0.14 has no snapshot:subfolder), then its staging tree
-    # "latest" is this installation's newest; an id may be any host's (a rebuilt host restores
-    # the snapshot of the one it replaces)
-    hosts = ["--host", installation(plan)] if snapshot == "latest" else []
-    restic(
-        plan, repository_named(plan, source), "restore", snapshot, *hosts, "--tag", plan["tag"], "--target", str(target)
-    )
+    restic(plan, repository_named(plan, source), "restore", *selected(plan, snapshot), "--target", str(target))
     tree = target / str(staging_dir(plan["environment"])).lstrip("/")
     if not (tree / "manifest.json").is_file():
         raise BackupError(f"snapshot {snapshot} holds no manifest.json: not a holistix-backup snapshot")
+    # pg_restore reads the dumps as postgres, whose uid may differ on a rebuilt host
+    postgres = pwd.getpwnam("postgres")
+    os.chown(tree / "postgres", postgres.pw_uid, postgres.pw_gid)
     return tree
 
 
@@ -634,13 +623,11 @@ def compare_tables(database: str, restored: str, expected: dict) -> None:
 
 def restore_test(plan: dict, source: str = "local", snapshot: str = "latest") -> int:
     env = plan["environment"]
-    started = time.time()
     scratch = STATE_ROOT / env / "restore-test"
     scratch_databases = []
     try:
         tree = restore_snapshot(plan, snapshot, scratch, source)
         manifest = verify_files(tree)
-        postgres = pwd.getpwnam("postgres")
         for database, content in sorted(manifest["databases"].items()):
             scratch_name = f"holistix_restore_test_{database}"[:63]
             scratch_databases.append(scratch_name)
@@ -649,7 +636,6 @@ def restore_test(plan: dict, source: str = "local", snapshot: str = "latest") ->
                 f'DROP DATABASE IF EXISTS "{scratch_name}";\nCREATE DATABASE "{scratch_name}" TEMPLATE template0;\n',
             )
             dump = tree / "postgres" / f"{database}.dump"
-            os.chown(dump.parent, postgres.pw_uid, postgres.pw_gid)
             restored = as_postgres(["pg_restore", "--exit-on-error", "--no-owner", "-d", scratch_name, str(dump)])
             if restored.returncode != 0:
                 raise BackupError(f"pg_restore of {database} failed: {restored.stderr.strip()[-800:]}")
@@ -673,7 +659,6 @@ def restore_test(plan: dict, source: str = "local", snapshot: str = "latest") ->
             f"restore_test:{source}": {
                 "last_run": now,
                 "success": ok,
-                "duration": _since(started),
                 **({"last_success": now} if ok else {}),
             }
         },
@@ -724,8 +709,6 @@ def restore(plan: dict, snapshot: str, source: str = "local") -> int:
             )
             log(f"created role {role}")
 
-    postgres = pwd.getpwnam("postgres")
-    os.chown(tree / "postgres", postgres.pw_uid, postgres.pw_gid)
     try:
         for database, content in sorted(manifest["databases"].items()):
             restore_database(database, tree / "postgres" / f"{database}.dump", content["tables"], stamp)
@@ -860,9 +843,9 @@ def main(argv: list[str]) -> int:
         print(json.dumps(snapshots(plan, repository_named(plan, arguments.source)), indent=1))
         return 0
     if arguments.action == "ls":
-        snapshot = arguments.snapshot or "latest"
-        hosts = ["--host", installation(plan)] if snapshot == "latest" else []
-        listing = restic(plan, repository_named(plan, arguments.source), "ls", snapshot, *hosts, "--tag", plan["tag"])
+        listing = restic(
+            plan, repository_named(plan, arguments.source), "ls", *selected(plan, arguments.snapshot or "latest")
+        )
         print("\n".join(line for line in listing.stdout.splitlines() if line.startswith("/")))
         return 0
     with Lock(arguments.environment):
