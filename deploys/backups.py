@@ -26,7 +26,7 @@ from pyinfra.operations.util import any_changed
 from holistix_deploy import backups
 from holistix_deploy.facts import BackupStatus
 from holistix_deploy.operations import generated_secret, install_helpers, validated_file
-from holistix_deploy.secrets import read_operator_secrets
+from holistix_deploy.secrets import OPERATOR_SECRETS, read_operator_secrets
 from holistix_deploy.settings import SettingsError, load_settings
 from holistix_deploy.templating import render
 
@@ -38,13 +38,12 @@ config_dir = backups.config_dir(settings)
 if offsite and offsite.startswith("s3:"):
     given = read_operator_secrets()
     missing = [
-        f"{variable}: required by backup_offsite_repository = {offsite!r} (an S3 repository); not set and not "
+        f"{secret.env_var}: required by backup_offsite_repository = {offsite!r} (an S3 repository); not set and not "
         "stored on the host by an earlier run"
-        for name, variable in (
-            ("backup_s3_access_key_id", "HOLISTIX_BACKUP_S3_ACCESS_KEY_ID"),
-            ("backup_s3_secret_access_key", "HOLISTIX_BACKUP_S3_SECRET_ACCESS_KEY"),
-        )
-        if name not in given and not host.get_fact(File, path=f"{settings.secrets_dir}/{name}")
+        for secret in OPERATOR_SECRETS
+        if secret.name in backups.S3_SECRETS.values()
+        and secret.name not in given
+        and not host.get_fact(File, path=f"{settings.secrets_dir}/{secret.name}")
     ]
     if missing:
         raise SettingsError(host.name, missing)

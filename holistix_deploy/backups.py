@@ -12,6 +12,8 @@ HELPER = "/usr/local/sbin/holistix-backup"
 # node_exporter's textfile collector directory in Debian's and Ubuntu's prometheus-node-exporter
 METRICS_DIR = "/var/lib/prometheus/node-exporter"
 CACHE_DIR = "/var/cache/holistix-backup"
+# restic's S3 variables: the operator secrets (holistix_deploy.secrets) that hold them
+S3_SECRETS = {"AWS_ACCESS_KEY_ID": "backup_s3_access_key_id", "AWS_SECRET_ACCESS_KEY": "backup_s3_secret_access_key"}
 
 
 def config_dir(settings: Settings) -> str:
@@ -85,8 +87,7 @@ def repositories(settings: Settings) -> list[dict]:
                 "name": "offsite",
                 "url": offsite,
                 "environment_files": {
-                    "AWS_ACCESS_KEY_ID": f"{settings.secrets_dir}/backup_s3_access_key_id",
-                    "AWS_SECRET_ACCESS_KEY": f"{settings.secrets_dir}/backup_s3_secret_access_key",
+                    variable: f"{settings.secrets_dir}/{secret}" for variable, secret in S3_SECRETS.items()
                 },
             }
         )

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from holistix_deploy import backups
+from holistix_deploy.secrets import OPERATOR_SECRETS
 from holistix_deploy.settings import validate_data
 
 from .helpers import host_script, problems_for
@@ -101,6 +102,9 @@ def test_an_s3_offsite_takes_its_keys_from_files_never_from_the_plan(valid_data)
     offsite = json.loads(backups.plan(settings))["repositories"][1]
     assert set(offsite["environment_files"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     assert all(path.startswith("/etc/holistix/") for path in offsite["environment_files"].values())
+    # each file is where the base module stores an operator secret given by its variable
+    stored = {secret.name for secret in OPERATOR_SECRETS if secret.env_var.startswith("HOLISTIX_BACKUP_S3_")}
+    assert {path.rsplit("/", 1)[1] for path in offsite["environment_files"].values()} == stored
 
 
 def test_retention_is_restics_forget_with_the_settings_and_prunes(helper, valid_data):
