@@ -1198,6 +1198,12 @@ def _backup_metrics(staging_host) -> dict[str, float]:
     }
 
 
+def _nightly_backup(staging_host) -> subprocess.CompletedProcess:
+    """What the timer does at night: start holistix-backup@<env> and wait for it."""
+    env = staging_host.settings().environment
+    return staging_host.harness("exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False)
+
+
 def _snapshot_ids(staging_host) -> list[str]:
     env = staging_host.settings().environment
     return [snapshot["id"] for snapshot in json.loads(staging_host.exec(BACKUP, "snapshots", env))]
@@ -1228,9 +1234,7 @@ def test_a_restore_brings_back_every_row_and_file_after_both_are_lost(staging_ho
     assert tables["users"].split()[0] != "0" and files.count(".json") >= 2
 
     # Act: the nightly backup (through its unit), then both are lost
-    backup = staging_host.harness(
-        "exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False
-    )
+    backup = _nightly_backup(staging_host)
     assert backup.returncode == 0, staging_host.exec("journalctl", "-u", f"holistix-backup@{env}", "-n", "30")
     staging_host.exec("systemctl", "stop", f"holistix-gateway-pool@{env}", f"ganymede@{env}")
     _psql(staging_host, "postgres", f"DROP DATABASE {database}")
@@ -1270,9 +1274,7 @@ def test_a_restore_over_live_data_sets_it_aside_and_backups_leave_it_out(staging
     assert aside, "the live database was not kept"
     assert _psql(staging_host, aside, f"SELECT count(*) FROM users WHERE username = '{late}'") == "1"
     # ...and the nightly backup leaves the set-aside copy out
-    backup = staging_host.harness(
-        "exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False
-    )
+    backup = _nightly_backup(staging_host)
     assert backup.returncode == 0
     manifest = staging_host.exec(
         "env", f"RESTIC_PASSWORD_FILE=/etc/holistix-backup/{env}/restic-password", "restic", "-r",
@@ -1341,9 +1343,7 @@ def test_a_backup_with_postgresql_down_fails_keeps_every_snapshot_and_monitoring
     assert before and metrics_before["holistix_backup_last_run_success"] == 1
 
     staging_host.exec("systemctl", "stop", f"postgresql@{version}-main")
-    failed = staging_host.harness(
-        "exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False
-    )
+    failed = _nightly_backup(staging_host)
     metrics = _backup_metrics(staging_host)
     result = staging_host.exec("systemctl", "show", "-p", "Result", "--value", f"holistix-backup@{env}").strip()
     staging_host.exec("systemctl", "start", f"postgresql@{version}-main", f"ganymede@{env}")
@@ -1361,13 +1361,15 @@ def test_a_backup_with_postgresql_down_fails_keeps_every_snapshot_and_monitoring
 
     # with PostgreSQL back, the next run succeeds again
     staging_host.exec(ganymede.RELEASE_HELPER, "wait", env)
-    again = staging_host.harness("exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False)
+    again = _nightly_backup(staging_host)
     assert again.returncode == 0
     assert _backup_metrics(staging_host)["holistix_backup_last_run_success"] == 1
     assert len(_snapshot_ids(staging_host)) >= len(before)
 
 
-def _offsite_snapshots(staging_host, repository: str) -> set[tuple[str, str]]:
+def _snapshot_trees(staging_host, repository: str) -> set[tuple[str, str]]:
+    """(time, tree) of every snapshot in ``repository``, a path or URL on the host: equal in two
+    repositories when one holds copies of the other's snapshots."""
     env = staging_host.settings().environment
     listing = staging_host.exec(
         "env", f"RESTIC_PASSWORD_FILE=/etc/holistix-backup/{env}/restic-password", "restic", "-r", repository,
@@ -1383,9 +1385,7 @@ def test_a_backup_that_fills_its_disk_fails_and_prunes_nothing(staging_host):
     # Arrange: the disk the backup stages on has 16 KiB left (a snapshot stages about 100 KiB here)
     staging_host.exec("mount", "-t", "tmpfs", "-o", "size=16k,mode=0711", "tmpfs", staging)
     try:
-        failed = staging_host.harness(
-            "exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False
-        )
+        failed = _nightly_backup(staging_host)
     finally:
         staging_host.exec("umount", staging)
     assert failed.returncode != 0
@@ -1393,7 +1393,7 @@ def test_a_backup_that_fills_its_disk_fails_and_prunes_nothing(staging_host):
     assert "FAILED, nothing pruned" in journal and "No space left on device" in journal
     assert _snapshot_ids(staging_host) == before
     assert _backup_metrics(staging_host)["holistix_backup_last_run_success"] == 0
-    again = staging_host.harness("exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False)
+    again = _nightly_backup(staging_host)
     assert again.returncode == 0
 
 
@@ -1422,16 +1422,14 @@ def test_an_sftp_offsite_repository_gets_the_same_snapshots_and_its_loss_is_seen
     )
 
     # Act: the nightly run
-    backup = staging_host.harness(
-        "exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False
-    )
+    backup = _nightly_backup(staging_host)
     assert backup.returncode == 0, staging_host.exec(
         "journalctl", "-u", f"holistix-backup@{env}", "-n", "30", "-o", "cat"
     )
 
     # Assert: the off-site repository holds the very snapshots the local one holds
-    local = _offsite_snapshots(staging_host, staging_host.settings().backup_local_repository)
-    assert _offsite_snapshots(staging_host, offsite_dir) == local
+    local = _snapshot_trees(staging_host, staging_host.settings().backup_local_repository)
+    assert _snapshot_trees(staging_host, offsite_dir) == local
     metrics = staging_host.exec("cat", f"/var/lib/prometheus/node-exporter/holistix_backup_{env}.prom")
     assert f'holistix_backup_last_run_success{{environment="{env}",repository="offsite"}} 1' in metrics
     # what a rebuilt host restores from: the off-site copy matches its manifest, rows and files
@@ -1443,12 +1441,10 @@ def test_an_sftp_offsite_repository_gets_the_same_snapshots_and_its_loss_is_seen
     # the off-site server stops accepting the key: the run fails and says so; the local snapshot
     # is still taken and the off-site one keeps what it had
     staging_host.exec("truncate", "-s", "0", "/home/offsite/.ssh/authorized_keys")
-    failed = staging_host.harness(
-        "exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False
-    )
+    failed = _nightly_backup(staging_host)
     assert failed.returncode != 0
-    assert _offsite_snapshots(staging_host, offsite_dir) == local
-    newest_local = max(_offsite_snapshots(staging_host, staging_host.settings().backup_local_repository))
+    assert _snapshot_trees(staging_host, offsite_dir) == local
+    newest_local = max(_snapshot_trees(staging_host, staging_host.settings().backup_local_repository))
     assert newest_local[0] > max(local)[0], "the local snapshot was not taken"
     metrics = staging_host.exec("cat", f"/var/lib/prometheus/node-exporter/holistix_backup_{env}.prom")
     assert f'holistix_backup_last_run_success{{environment="{env}",repository="offsite"}} 0' in metrics
@@ -1459,7 +1455,7 @@ def test_an_sftp_offsite_repository_gets_the_same_snapshots_and_its_loss_is_seen
     assert back.returncode == 0, _report(back)
     assert staging_host.harness("exec", staging_host.name, "test", "-e", key, check=False).returncode == 1
     staging_host.exec("userdel", "-r", "offsite")
-    again = staging_host.harness("exec", staging_host.name, "systemctl", "start", f"holistix-backup@{env}", check=False)
+    again = _nightly_backup(staging_host)
     assert again.returncode == 0
 
 
