@@ -13,22 +13,16 @@ Reports, for a fresh converged staging host (or --reuse NAME, a converged one):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-HARNESS = str(ROOT / "scripts" / "staging-host")
+from staging import HARNESS, fresh_converged_host, report, run
+
 BACKUP = "/usr/local/sbin/holistix-backup"
 ENV = "staging"
 DATABASE = "ganymede_bench"  # a ganymede_* database: holistix-backup dumps it with the platform's
-
-
-def run(command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
 
 
 def on_host(name: str, script: str) -> tuple[float, str]:
@@ -56,15 +50,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     name = args.name
-    pyinfra = [sys.executable, "-m", "pyinfra", "-y", "inventories/local.py"]
     if not args.reuse:
-        subprocess.run([HARNESS, "destroy", name], capture_output=True)
-        run([str(ROOT / "scripts" / "ganymede-release-artifact"), "1.0.0"])
-        run([str(ROOT / "scripts" / "gateway-image-artifact")])
-        run([HARNESS, "create", name, "--suite", args.suite])
-        env = dict(line.split("=", 1) for line in run([HARNESS, "env", name]).stdout.split())
-        run([*pyinfra, "deploys/base.py", "--limit", name, "--user", "root", "--key", env["STAGING_PROVIDER_KEY"]])
-        run([*pyinfra, "deploys/all.py", "--limit", name])
+        fresh_converged_host(name, args.suite)
     try:
         figures: dict = {"suite": args.suite, "rows": args.rows}
         # rows that compress like real data does (hex digests and text), not like repeated bytes
@@ -106,10 +93,7 @@ def main() -> int:
         if not args.reuse and os.environ.get("BENCH_KEEP") != "1":
             subprocess.run([HARNESS, "destroy", name], capture_output=True)
 
-    width = max(map(len, figures))
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value}")
-    print(json.dumps(figures))
+    report(figures)
     return 0
 
 

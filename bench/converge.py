@@ -8,26 +8,12 @@ no-op/floor, and the number of remote commands a no-op run sends.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-HARNESS = str(ROOT / "scripts" / "staging-host")
-
-
-def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, **kwargs)
-
-
-def timed(command: list[str]) -> tuple[float, subprocess.CompletedProcess]:
-    start = time.monotonic()
-    done = run(command)
-    return time.monotonic() - start, done
+from staging import HARNESS, PYINFRA, fresh_converged_host, report, run, timed
 
 
 def main() -> int:
@@ -37,18 +23,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, choices=range(1, 5))
     args = parser.parse_args()
 
-    pyinfra = [sys.executable, "-m", "pyinfra", "-y", "inventories/local.py"]
-    limit = ["--limit", args.name]
-    subprocess.run([HARNESS, "destroy", args.name], capture_output=True)
-    # the platform release and gateway image the inventory deploys (contract stand-ins; built once, cached)
-    run([str(Path(HARNESS).parent / "ganymede-release-artifact"), "1.0.0"])
-    run([str(Path(HARNESS).parent / "gateway-image-artifact")])
+    pyinfra, limit = PYINFRA, ["--limit", args.name]
     try:
-        boot_time, _ = timed([HARNESS, "create", args.name, "--suite", args.suite])
-        env = dict(line.split("=", 1) for line in run([HARNESS, "env", args.name]).stdout.split())
-        root = ["--user", "root", "--key", env["STAGING_PROVIDER_KEY"]]
-        bootstrap_time, _ = timed([*pyinfra, "deploys/base.py", *limit, *root])
-        converge_time, _ = timed([*pyinfra, "deploys/all.py", *limit])
+        steps = fresh_converged_host(args.name, args.suite)
         # ufw lets one address open 6 SSH connections per 30 s: each measured run comes from an
         # address of its own on the bridge (an empty netns; the network path is the same)
         addresses = iter(range(2, 11))
@@ -68,19 +45,16 @@ def main() -> int:
     noop, floor = statistics.median(noop_times), statistics.median(floor_times)
     figures = {
         "suite": args.suite,
-        "host_create_s": round(boot_time, 2),
-        "bootstrap_as_root_s": round(bootstrap_time, 2),
-        "converge_as_deploy_s": round(converge_time, 2),
-        "fresh_converge_s": round(bootstrap_time + converge_time, 2),
+        "host_create_s": round(steps["create"], 2),
+        "bootstrap_as_root_s": round(steps["bootstrap"], 2),
+        "converge_as_deploy_s": round(steps["converge"], 2),
+        "fresh_converge_s": round(steps["bootstrap"] + steps["converge"], 2),
         "noop_rerun_s": round(noop, 2),
         "floor_exec_true_s": round(floor, 2),
         "noop_over_floor": round(noop / floor, 2),
         "noop_remote_commands": remote_commands,
     }
-    width = max(map(len, figures))
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value}")
-    print(json.dumps(figures))
+    report(figures)
     return 0
 
 
