@@ -7,7 +7,18 @@ from pyinfra import host, local
 
 from holistix_deploy.settings import SettingsError, load_settings
 
-MODULES = ("base", "firewall", "postgres", "coredns", "nginx", "letsencrypt", "ganymede", "gateway_pool", "backups")
+MODULES = (
+    "base",
+    "firewall",
+    "postgres",
+    "coredns",
+    "nginx",
+    "letsencrypt",
+    "ganymede",
+    "gateway_pool",
+    "backups",
+    "monitoring",
+)
 
 # refuse bad settings, and settings a module cannot run without, before any module prepares anything
 settings = load_settings(host)

@@ -8,7 +8,9 @@ loaded once per checksum); the build server holistix-build-server@<env> serving 
 release's packed gateway build on the bridge address; gateway_pool_size containers
 gw-pool-<env>-<i> (holistix-gateway-pool: registered through the release's app-ganymede-cmds,
 recreated when their spec changes, the highest-numbered removed and deregistered when the pool
-shrinks); holistix-gateway-pool@<env>, which starts them at boot once Ganymede answers.
+shrinks); holistix-gateway-pool@<env>, which starts them at boot once Ganymede answers;
+holistix-gateway-pool-metrics@<env>.timer, which writes the pool's metrics (containers running
+and unhealthy, gateways registered, ready and free) for node_exporter every minute.
 
 Reads: environment, domain, public_ipv4, docker_bridge_cidr, gateway_*.
 
@@ -25,6 +27,7 @@ from pyinfra.operations.util import any_changed
 
 from holistix_deploy import ganymede
 from holistix_deploy.facts import AptPackageAvailable, GatewayImageState, HelperCheck
+from holistix_deploy.monitoring import METRICS_DIR
 from holistix_deploy.operations import install_helpers, then_remove, validated_file
 from holistix_deploy.settings import SettingsError, load_settings
 from holistix_deploy.templating import render
@@ -124,12 +127,18 @@ units = [
                 serve_dir="/var/lib/holistix/%i/build-server",
                 release_helper=ganymede.RELEASE_HELPER,
                 pool_helper=POOL_HELPER,
+                metrics_dir=METRICS_DIR,
             )
         ),
         dest=f"/etc/systemd/system/{unit}",
         mode="0644",
     )
-    for unit in ("holistix-build-server@.service", "holistix-gateway-pool@.service")
+    for unit in (
+        "holistix-build-server@.service",
+        "holistix-gateway-pool@.service",
+        "holistix-gateway-pool-metrics@.service",
+        "holistix-gateway-pool-metrics@.timer",
+    )
 ]
 systemd.daemon_reload(name="Reload systemd's units", _if=any_changed(*units))
 build_server = f"holistix-build-server@{environment}.service"
@@ -159,6 +168,8 @@ plan = {
     "gateway_version": ganymede.desired_version(settings) if settings.ganymede_release else "0.0.0",
     "cmds": f"{ganymede.base_dir(settings)}/current/dist/packages/app-ganymede-cmds/main.js",
     "env_file": ganymede.env_file(settings),
+    "database": settings.database_name,
+    "metrics_dir": METRICS_DIR,
 }
 files.put(
     name=f"Ensure {settings.secrets_dir}/gateway-pool.json plans the pool",
@@ -185,3 +196,12 @@ server.shell(
 
 pool_unit = f"holistix-gateway-pool@{environment}.service"
 systemd.service(name=f"Ensure {pool_unit} starts the pool at boot", service=pool_unit, running=True, enabled=True)
+
+# -- the pool's metrics for monitoring (node_exporter's textfile collector), every minute --------------
+files.directory(name=f"Ensure {METRICS_DIR} exists", path=METRICS_DIR, mode="0755")
+systemd.service(
+    name=f"Ensure holistix-gateway-pool-metrics@{environment}.timer writes the pool's metrics every minute",
+    service=f"holistix-gateway-pool-metrics@{environment}.timer",
+    running=True,
+    enabled=True,
+)

@@ -19,8 +19,8 @@ from pyinfra import host
 from pyinfra.facts.hardware import Cpus, Memory
 from pyinfra.operations import apt, files, postgres, server, systemd
 
+from holistix_deploy import monitoring, tls
 from holistix_deploy import postgres as policy
-from holistix_deploy import tls
 from holistix_deploy.facts import CertificateState, PostgresMajorVersion
 from holistix_deploy.operations import (
     MIGRATE_HELPER,
@@ -93,7 +93,9 @@ config = postgres_config(
             cpus=cpus,
             tuning=policy.tuning(memory_mb, cpus, settings.postgres_max_connections, settings.postgres_overrides),
         ),
-        f"{cluster_dir}/pg_hba.conf": render("postgres/pg_hba.conf.j2", database=database, role=role),
+        f"{cluster_dir}/pg_hba.conf": render(
+            "postgres/pg_hba.conf.j2", database=database, role=role, monitoring_role=monitoring.POSTGRES_ROLE
+        ),
     },
     restart_unit=cluster_unit,
     check_command=f"runuser -u postgres -- /usr/lib/postgresql/{version}/bin/postgres -D /var/lib/postgresql/{version}/main"

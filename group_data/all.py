@@ -235,4 +235,52 @@ backup_offsite_sftp_port = 22
 # backups: known_hosts lines of the sftp off-site server (ssh-keyscan output you checked); required for an sftp repository: the host key is never taken on first use.
 backup_offsite_known_hosts = []
 
+# monitoring: Days of metrics Prometheus keeps.
+monitoring_retention_days = 30
+
+# monitoring: Disk Prometheus's metrics may take (K, M or G); the oldest blocks go first when it is reached.
+monitoring_retention_size = '4G'
+
+# monitoring: How often Prometheus scrapes every target and evaluates the alert rules.
+monitoring_scrape_interval_seconds = 15
+
+# monitoring: PEM file, on the machine that runs pyinfra, of the CA the HTTPS probes trust besides the system's (a private ACME CA in tests); None trusts the system's CAs only.
+monitoring_probe_ca_file = None
+
+# monitoring: Addresses Alertmanager mails alerts to, through smtp_host as smtp_user (password from HOLISTIX_SMTP_PASSWORD). Empty sends no mail.
+alert_email_to = []
+
+# monitoring: Sender of alert mail; None is alerts@DOMAIN.
+alert_email_from = None
+
+# monitoring: http(s) URL Alertmanager posts alerts to (its webhook JSON), e.g. a chat bridge or paging service. With neither alert_email_to nor this, alerts are only seen in Alertmanager.
+alert_webhook_url = None
+
+# monitoring: How long Alertmanager gathers the first alerts of a group before it notifies.
+alert_group_wait_seconds = 30
+
+# monitoring: How often a still-firing alert is sent again.
+alert_repeat_hours = 4
+
+# monitoring: A filesystem fuller than this for 10 minutes alerts.
+alert_disk_used_percent = 80
+
+# monitoring: Memory in use (not available to new work) above this for 10 minutes alerts.
+alert_memory_used_percent = 90
+
+# monitoring: Share of Ganymede's responses through nginx that are 5xx, over 5 minutes, that alerts (with at least alert_api_min_requests_per_minute requests).
+alert_api_error_percent = 5.0
+
+# monitoring: Below this request rate the API error alert stays quiet (two failed calls of five are not an outage).
+alert_api_min_requests_per_minute = 1.0
+
+# monitoring: A served certificate expiring in fewer days than this, for a whole day (certbot renews at 30 days and retries twice a day), alerts.
+alert_certificate_days = 30
+
+# monitoring: A last successful backup older than this alerts (a daily backup plus its random delay).
+alert_backup_max_age_hours = 26
+
+# monitoring: A last successful restore test older than this alerts (a weekly test plus a day).
+alert_restore_test_max_age_days = 8
+
 # Required, no default (set them in the inventory): domain, admin_email, public_ipv4, deploy_authorized_keys

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import shlex
 
+from holistix_deploy.monitoring import METRICS_DIR
 from holistix_deploy.settings import Settings
 
 HELPER = "/usr/local/sbin/holistix-backup"
-# node_exporter's textfile collector directory in Debian's and Ubuntu's prometheus-node-exporter
-METRICS_DIR = "/var/lib/prometheus/node-exporter"
 CACHE_DIR = "/var/cache/holistix-backup"
 # restic's S3 variables: the operator secrets (holistix_deploy.secrets) that hold them
 S3_SECRETS = {"AWS_ACCESS_KEY_ID": "backup_s3_access_key_id", "AWS_SECRET_ACCESS_KEY": "backup_s3_secret_access_key"}

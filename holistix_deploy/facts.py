@@ -368,3 +368,38 @@ class BackupStatus(FactBase):
 
         line = output[0].strip() if output else "absent"
         return json.loads(line) if line.startswith("{") else None
+
+
+class DaemonBehind(FactBase):
+    """What a running unit needs to catch up with its files: "restart" when one of
+    ``restart_paths`` changed after its main process started, "reload" when one of
+    ``reload_paths`` changed after the daemon's last successful reload (``reload_metric``, read
+    from its own ``metrics_url``), "current" when neither, "stopped" when it does not run. Read
+    from the host each time, so a run that failed between a file and its restart is caught up by
+    the next one."""
+
+    def command(
+        self,
+        unit: str,
+        restart_paths: list[str],
+        reload_paths: list[str] = (),
+        reload_metric: str | None = None,
+        metrics_url: str | None = None,
+    ) -> str:
+        newest = "stat -c %Y {} 2>/dev/null | sort -n | tail -1"
+        reload_check = (
+            f'loaded=$(curl -sf -m 5 {metrics_url} | awk \'$1 == "{reload_metric}" {{ printf "%d", $2 }}\');'
+            f' if [ "$({newest.format(" ".join(reload_paths))})" -gt "${{loaded:-0}}" ]; then echo reload;'
+            " else echo current; fi"
+            if reload_metric
+            else "echo current"
+        )
+        return (
+            f"started=$(systemctl show -P ExecMainStartTimestamp {unit});"
+            ' case "$started" in ""|n/a) echo stopped; exit 0;; esac;'
+            ' started=$(date -d "$started" +%s);'
+            f' if [ "$({newest.format(" ".join(restart_paths))})" -gt "$started" ]; then echo restart; else {reload_check}; fi'
+        )
+
+    def process(self, output):
+        return output[0].strip() if output else "stopped"

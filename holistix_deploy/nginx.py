@@ -4,7 +4,7 @@ the security headers. Pure functions, so unit tests can read the policy without 
 from __future__ import annotations
 
 from holistix_deploy import tls
-from holistix_deploy.settings import Settings
+from holistix_deploy.settings import MONITORING_LOOPBACK_PORTS, Settings
 from holistix_deploy.templating import render
 
 CONFIG_DIR = "/etc/nginx"
@@ -105,6 +105,7 @@ def render_main_config(settings: Settings, version: tuple[int, int]) -> str:
         gateways=relative(settings.nginx_gateways_dir),
         log_dir=LOG_DIR,
         version=version,
+        status_address=f"127.0.0.1:{MONITORING_LOOPBACK_PORTS['nginx_status']}",
     )
 
 

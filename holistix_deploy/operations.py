@@ -75,6 +75,8 @@ def generated_secret(
     + command: prints the secret on stdout; runs in ``directory`` with umask 077
     + directory: working directory of the command (the secrets directory)
     + mode, user, group: attributes of the file
+    + newline: end the file with a newline, like the generated secrets (False for readers that
+      take every byte, such as Alertmanager's smtp_auth_password_file before 0.27)
 
     The value never leaves the host: it goes from the command straight into a temporary
     file beside ``path`` that is renamed into place only when the command succeeded. An
@@ -139,7 +141,9 @@ def _digest_matches(digest: str, value: str) -> bool:
 
 
 @operation()
-def operator_secret(path: str, value: str, mode: str = "0600", user: str = "root", group: str = "root"):
+def operator_secret(
+    path: str, value: str, mode: str = "0600", user: str = "root", group: str = "root", newline: bool = True
+):
     """
     Store a secret the operator gave (from an environment variable) in a file on the host.
 
@@ -158,19 +162,20 @@ def operator_secret(path: str, value: str, mode: str = "0600", user: str = "root
         )
     """
     # stored with one trailing newline, like the generated secrets (pyinfra's stdin adds it)
-    stored = value if value.endswith("\n") else value + "\n"
+    stored = value if value.endswith("\n") or not newline else value + "\n"
     # compared through a salted, slow digest made on the host: what -vvv prints of the fact is
     # as hard to reverse as a password hash (a plain sha256 of a weak secret is not)
     digest = host.get_fact(SecretDigest, path=path)
     if digest is None or not _digest_matches(digest, stored):
         temporary = f"{path}.new"
         yield StringCommand(
-            "umask 077 && cat >",
+            # pyinfra ends what it sends on stdin with a newline: head drops it when unwanted
+            "umask 077 && cat >" if newline else "umask 077 && head -c -1 >",
             QuoteString(temporary),
             "&& mv",
             QuoteString(temporary),
             QuoteString(path),
-            _stdin=stored,
+            _stdin=stored if newline else stored + "\n",
         )
         yield from _fix_attributes(path, mode, user, group)
     elif _attributes_differ(host.get_fact(File, path=path), mode, user, group):
@@ -500,6 +505,35 @@ def postgres_login_role(role: str, connection_limit: int):
         yield _psql("postgres", f'ALTER ROLE "{role}" {attributes};\n')
     else:
         host.noop(f"role {role} can log in and nothing more")
+
+
+@operation()
+def postgres_monitoring_role(role: str, connection_limit: int = 3):
+    """
+    A role that logs in (peer, over the socket) and reads PostgreSQL's statistics through
+    pg_monitor, and nothing more: no superuser, no data of any database.
+
+    **Example:**
+
+    .. code:: python
+
+        postgres_monitoring_role(name="Ensure the exporter's role exists", role="prometheus")
+    """
+    rows = host.get_fact(
+        PostgresRows,
+        database="postgres",
+        query=f"SELECT {ROLE_ATTRIBUTES}, rolinherit, pg_has_role(oid, 'pg_monitor', 'MEMBER') FROM pg_roles "
+        f"WHERE rolname = '{role}'",
+    )
+    attributes = (
+        f"LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT "
+        f"CONNECTION LIMIT {int(connection_limit)}"
+    )
+    if rows and rows[0] == f"t|f|f|f|f|f|{connection_limit}|t|t":
+        host.noop(f"role {role} reads the statistics and nothing more")
+        return
+    statement = "CREATE" if not rows else "ALTER"
+    yield _psql("postgres", f'{statement} ROLE "{role}" {attributes};\nGRANT pg_monitor TO "{role}";\n')
 
 
 ROLE_PASSWORD_HELPER = "/usr/local/lib/holistix/pg-role-password"

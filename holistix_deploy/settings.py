@@ -35,6 +35,7 @@ MODULES = (
     "ganymede",
     "gateway_pool",
     "backups",
+    "monitoring",
 )
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -100,6 +101,17 @@ def _setting(default: Any = ..., *, module: str, description: str, **kwargs: Any
     if module not in MODULES:
         raise ValueError(f"unknown module {module!r} for a setting")
     return Field(default, description=description, json_schema_extra={"module": module}, **kwargs)
+
+
+def _check_email(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    if not at or not _EMAIL_LOCAL.fullmatch(local):
+        raise ValueError("must be an e-mail address like ops@example.com")
+    try:
+        _check_dns_name(domain)
+    except ValueError as error:
+        raise ValueError(f"must be an e-mail address; its domain {error}") from None
+    return value
 
 
 def _check_dns_name(value: str) -> str:
@@ -215,6 +227,17 @@ ACME_DIRECTORIES = {
 ACME_MAX_NAMES = 100
 # CoreDNS's own loopback listeners (health, readiness, Prometheus metrics)
 COREDNS_LOOPBACK_PORTS = {"health": 8080, "ready": 8181, "metrics": 9153}
+# The monitoring stack's loopback listeners (the packages' usual ports; nginx's stub_status on 8088)
+MONITORING_LOOPBACK_PORTS = {
+    "prometheus": 9090,
+    "alertmanager": 9093,
+    "node_exporter": 9100,
+    "postgres_exporter": 9187,
+    "nginx_exporter": 9113,
+    "blackbox_exporter": 9115,
+    "mtail": 3903,
+    "nginx_status": 8088,
+}
 _SIZE = re.compile(r"^[1-9]\d*[KMG]$")
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -935,6 +958,104 @@ class Settings(BaseModel):
         "for an sftp repository: the host key is never taken on first use.",
     )
 
+    # -- monitoring ----------------------------------------------------------------------------
+    monitoring_retention_days: int = _setting(
+        30, module="monitoring", ge=1, le=3650, description="Days of metrics Prometheus keeps."
+    )
+    monitoring_retention_size: str = _setting(
+        "4G",
+        module="monitoring",
+        description="Disk Prometheus's metrics may take (K, M or G); the oldest blocks go first when it is reached.",
+    )
+    monitoring_scrape_interval_seconds: int = _setting(
+        15,
+        module="monitoring",
+        ge=5,
+        le=300,
+        description="How often Prometheus scrapes every target and evaluates the alert rules.",
+    )
+    monitoring_probe_ca_file: str | None = _setting(
+        None,
+        module="monitoring",
+        description="PEM file, on the machine that runs pyinfra, of the CA the HTTPS probes trust besides the "
+        "system's (a private ACME CA in tests); None trusts the system's CAs only.",
+    )
+    alert_email_to: list[str] = _setting(
+        [],
+        module="monitoring",
+        description="Addresses Alertmanager mails alerts to, through smtp_host as smtp_user (password from "
+        "HOLISTIX_SMTP_PASSWORD). Empty sends no mail.",
+        examples=[["ops@example.com"]],
+    )
+    alert_email_from: str | None = _setting(
+        None,
+        module="monitoring",
+        description="Sender of alert mail; None is alerts@DOMAIN.",
+    )
+    alert_webhook_url: str | None = _setting(
+        None,
+        module="monitoring",
+        description="http(s) URL Alertmanager posts alerts to (its webhook JSON), e.g. a chat bridge or paging "
+        "service. With neither alert_email_to nor this, alerts are only seen in Alertmanager.",
+    )
+    alert_group_wait_seconds: int = _setting(
+        30,
+        module="monitoring",
+        ge=0,
+        le=600,
+        description="How long Alertmanager gathers the first alerts of a group before it notifies.",
+    )
+    alert_repeat_hours: int = _setting(
+        4, module="monitoring", ge=1, le=168, description="How often a still-firing alert is sent again."
+    )
+    alert_disk_used_percent: int = _setting(
+        80, module="monitoring", ge=50, le=99, description="A filesystem fuller than this for 10 minutes alerts."
+    )
+    alert_memory_used_percent: int = _setting(
+        90,
+        module="monitoring",
+        ge=50,
+        le=99,
+        description="Memory in use (not available to new work) above this for 10 minutes alerts.",
+    )
+    alert_api_error_percent: float = _setting(
+        5.0,
+        module="monitoring",
+        gt=0,
+        le=100,
+        description="Share of Ganymede's responses through nginx that are 5xx, over 5 minutes, that alerts "
+        "(with at least alert_api_min_requests_per_minute requests).",
+    )
+    alert_api_min_requests_per_minute: float = _setting(
+        1.0,
+        module="monitoring",
+        ge=0,
+        description="Below this request rate the API error alert stays quiet (two failed calls of five are "
+        "not an outage).",
+    )
+    alert_certificate_days: int = _setting(
+        30,
+        module="monitoring",
+        ge=1,
+        le=89,
+        description="A served certificate expiring in fewer days than this, for a whole day (certbot renews at "
+        "30 days and retries twice a day), alerts.",
+    )
+    alert_backup_max_age_hours: int = _setting(
+        26,
+        module="monitoring",
+        ge=2,
+        le=24 * 14,
+        description="A last successful backup older than this alerts (a daily backup plus its random delay).",
+    )
+    alert_restore_test_max_age_days: int = _setting(
+        8,
+        module="monitoring",
+        ge=2,
+        le=92,
+        description="A last successful restore test older than this alerts (a weekly test plus a day).",
+    )
+
     # -- field rules --------------------------------------------------------------------------
     @field_validator("domain")
     @classmethod
@@ -953,17 +1074,22 @@ class Settings(BaseModel):
             raise ValueError("must start with a lower case letter, then letters, digits or hyphens, at most 20")
         return value
 
-    @field_validator("admin_email")
+    @field_validator("admin_email", "alert_email_from")
     @classmethod
-    def _email_is_an_address(cls, value: str) -> str:
-        local, at, domain = value.rpartition("@")
-        if not at or not _EMAIL_LOCAL.fullmatch(local):
-            raise ValueError("must be an e-mail address like ops@example.com")
-        try:
-            _check_dns_name(domain)
-        except ValueError as error:
-            raise ValueError(f"must be an e-mail address; its domain {error}") from None
-        return value
+    def _email_is_an_address(cls, value: str | None) -> str | None:
+        return value if value is None else _check_email(value)
+
+    @field_validator("alert_email_to")
+    @classmethod
+    def _recipients_are_addresses(cls, addresses: list[str]) -> list[str]:
+        for position, address in enumerate(addresses):
+            try:
+                _check_email(address)
+            except ValueError as error:
+                raise ValueError(f"entry {position} ({address!r}): {error}") from None
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("lists the same address twice")
+        return addresses
 
     @field_validator("public_ipv4", "public_ipv6")
     @classmethod
@@ -1019,7 +1145,7 @@ class Settings(BaseModel):
             raise ValueError("must be a 24-hour time HH:MM, like 04:00")
         return value
 
-    @field_validator("journald_max_use", "ganymede_memory_max", "gateway_memory_max")
+    @field_validator("journald_max_use", "ganymede_memory_max", "gateway_memory_max", "monitoring_retention_size")
     @classmethod
     def _size_has_a_unit(cls, value: str) -> str:
         if not _SIZE.fullmatch(value):
@@ -1175,7 +1301,7 @@ class Settings(BaseModel):
             raise ValueError("must be 'letsencrypt', 'letsencrypt-staging' or an https:// URL of an ACME directory")
         return value
 
-    @field_validator("acme_directory_ca_file", "ganymede_extra_ca_file")
+    @field_validator("acme_directory_ca_file", "ganymede_extra_ca_file", "monitoring_probe_ca_file")
     @classmethod
     def _ca_file_exists_here(cls, value: str | None) -> str | None:
         from pathlib import Path
@@ -1186,11 +1312,11 @@ class Settings(BaseModel):
             raise ValueError("is not a PEM certificate file on the machine that runs pyinfra")
         return value
 
-    @field_validator("acme_cloudflare_api_url")
+    @field_validator("acme_cloudflare_api_url", "alert_webhook_url")
     @classmethod
     def _api_url_is_a_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"https?://[^\s'\"\\]+", value):
-            raise ValueError("must be an http(s) URL like https://api.cloudflare.com/client/v4")
+        if value is not None and not re.fullmatch(r"https?://[A-Za-z0-9.\[\]:-]+(/[^\s'\"\\]*)?", value):
+            raise ValueError("must be an http(s) URL like https://hooks.example.com/alerts")
         return value
 
     @field_validator("acme_organisations")
@@ -1218,6 +1344,7 @@ class Settings(BaseModel):
     def _ports_do_not_clash(self) -> Settings:
         tcp = {22: "ssh", 53: "dns", 80: "http", 443: "https", 5432: "postgresql"}
         tcp |= {port: f"coredns {what}" for what, port in COREDNS_LOOPBACK_PORTS.items()}
+        tcp |= {port: f"monitoring's {what}" for what, port in MONITORING_LOOPBACK_PORTS.items()}
         wanted = [("ganymede_port", self.ganymede_port), ("gateway_build_server_port", self.gateway_build_server_port)]
         wanted += [
             (f"gateway_http_port_base+{i}", self.gateway_http_port_base + i) for i in range(self.gateway_pool_size)
@@ -1359,6 +1486,15 @@ class Settings(BaseModel):
         if value is not None and not re.fullmatch(r"[\x21-\x7e]{1,200}", value):
             raise ValueError("must be printable ASCII without spaces")
         return value
+
+    @model_validator(mode="after")
+    def _alert_mail_has_a_server(self) -> Settings:
+        if self.alert_email_to and not (self.smtp_host and self.smtp_user):
+            raise ValueError(
+                f"alert_email_to = {self.alert_email_to!r}: alert mail goes through smtp_host as smtp_user; set both "
+                "(and HOLISTIX_SMTP_PASSWORD), or leave alert_email_to empty"
+            )
+        return self
 
     @model_validator(mode="after")
     def _ganymede_can_reach_its_providers(self) -> Settings:

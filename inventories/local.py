@@ -63,10 +63,10 @@ def _acme(address: str) -> dict:
 
 
 def _issuing_root(name: str) -> dict:
-    """Ganymede calls https://org-<uuid>.DOMAIN with the certificate pebble issued: it trusts
-    pebble's root (never NODE_TLS_REJECT_UNAUTHORIZED=0)."""
+    """Ganymede calls https://org-<uuid>.DOMAIN with the certificate pebble issued, and the
+    monitoring's HTTPS probes check it: both trust pebble's root (never NODE_TLS_REJECT_UNAUTHORIZED=0)."""
     root = _acme_ca.parent / f"pebble-{name}-root.pem"
-    return {"ganymede_extra_ca_file": str(root)} if root.exists() else {}
+    return {"ganymede_extra_ca_file": str(root), "monitoring_probe_ca_file": str(root)} if root.exists() else {}
 
 
 def _host(ip_file: Path):

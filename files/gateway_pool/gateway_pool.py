@@ -7,6 +7,7 @@
     holistix-gateway-pool stop     ENV   stop them
     holistix-gateway-pool image-state ENV TAG SHA256          "loaded" or "missing"
     holistix-gateway-pool load-image  ENV TAG SHA256 SOURCE   sha256 first, then docker load
+    holistix-gateway-pool metrics  ENV   the pool's metrics for node_exporter's textfile collector
 
 Installed by holistix-deploy's gateway_pool module (files/gateway_pool/gateway_pool.py). Runs
 as root. The plan is /etc/holistix/ENV/gateway-pool.json (written by the module, no secrets).
@@ -28,6 +29,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 POOL_LABEL = "holistix.gateway-pool"
@@ -295,6 +297,94 @@ def load_image(env: str, tag: str, sha256: str, source: str) -> None:
     print(f"loaded {tag}")
 
 
+# -- metrics ---------------------------------------------------------------------------------------------
+
+# the allocator's own rule for a free gateway (proc_organizations_start_gateway, platform contract 1.10)
+GATEWAYS_QUERY = (
+    "SELECT count(*), count(*) FILTER (WHERE g.ready), count(*) FILTER (WHERE g.ready AND NOT EXISTS "
+    "(SELECT 1 FROM organizations_gateways o WHERE o.gateway_id = g.gateway_id AND o.ended_at IS NULL)) "
+    "FROM gateways g"
+)
+
+
+def unhealthy(env: str) -> int:
+    listing = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label={POOL_LABEL}={env}", "--filter", "health=unhealthy"],
+        capture_output=True,
+        text=True,
+    )
+    if listing.returncode != 0:
+        fail(f"docker ps failed: {listing.stderr.strip()}")
+    return len(listing.stdout.split())
+
+
+def gateway_rows(database: str) -> tuple[int, int, int]:
+    """(registered, ready, free) gateways, as Ganymede's allocator sees them."""
+    done = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-F",
+            " ",
+            "-d",
+            database,
+        ],
+        input=GATEWAYS_QUERY + ";\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if done.returncode != 0:
+        fail(f"reading the gateways from {database} failed: {done.stderr.strip()[-300:]}")
+    registered_rows, ready, free = (int(value) for value in done.stdout.split())
+    return registered_rows, ready, free
+
+
+def metrics_text(env: str, size: int, running: int, unhealthy_count: int, rows: tuple[int, int, int]) -> str:
+    label = f'{{environment="{env}"}}'
+    samples = {
+        "size": ("Gateways the pool should have (gateway_pool_size).", size),
+        "running_containers": ("Pool containers running.", running),
+        "unhealthy_containers": ("Pool containers whose Docker health check fails.", unhealthy_count),
+        "registered_gateways": ("Gateways registered in the database.", rows[0]),
+        "ready_gateways": ("Registered gateways that reported ready.", rows[1]),
+        "free_gateways": ("Ready gateways no organisation holds (what the allocator can give).", rows[2]),
+        "last_update_timestamp_seconds": ("When these metrics were taken.", int(time.time())),
+    }
+    lines = []
+    for name, (help_text, value) in samples.items():
+        metric = f"holistix_gateway_pool_{name}"
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge", f"{metric}{label} {value}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics(env: str) -> None:
+    """Written whole, then renamed: node_exporter never reads half a file."""
+    wanted = plan(env)
+    present = actual(env)
+    text = metrics_text(
+        env,
+        wanted["size"],
+        sum(1 for container in present.values() if container["running"]),
+        unhealthy(env),
+        gateway_rows(wanted["database"]),
+    )
+    directory = Path(wanted["metrics_dir"])
+    temporary = directory / f".holistix_gateway_pool_{env}.prom.new"
+    temporary.write_text(text)
+    temporary.chmod(0o644)
+    os.replace(temporary, directory / f"holistix_gateway_pool_{env}.prom")
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "image-state":
         print(image_state(*sys.argv[2:]))
@@ -302,10 +392,12 @@ def main() -> None:
     if len(sys.argv) == 6 and sys.argv[1] == "load-image":
         load_image(*sys.argv[2:])
         return
-    if len(sys.argv) != 3 or sys.argv[1] not in ("check", "converge", "start", "stop"):
-        fail("usage: holistix-gateway-pool check|converge|start|stop ENV")
+    if len(sys.argv) != 3 or sys.argv[1] not in ("check", "converge", "start", "stop", "metrics"):
+        fail("usage: holistix-gateway-pool check|converge|start|stop|metrics ENV")
     action, env = sys.argv[1:]
-    if action == "check":
+    if action == "metrics":
+        write_metrics(env)
+    elif action == "check":
         steps = actions(desired(plan(env)), actual(env), registered(env))
         print(json.dumps({"pending": [f"{step} {name}" for step, name in steps]}))
     elif action == "converge":

@@ -1,0 +1,199 @@
+"""monitoring: metrics and alerts for the whole host, from the distribution's packages.
+
+Manages: Prometheus (retention from settings; the alert rules, checked by promtool), Alertmanager
+(mail through smtp_host and/or a webhook; checked by amtool; no cluster listener), the node
+exporter (with the systemd collector and the textfile directory the backups and the gateway pool
+write to), the PostgreSQL exporter (peer login as a pg_monitor role), the nginx exporter (nginx's
+stub_status on loopback), the blackbox exporter (HTTPS probes of DOMAIN and ganymede.DOMAIN with
+their certificates' expiry, a DNS probe of CoreDNS), mtail (Ganymede's responses by status from
+nginx's access log) and CoreDNS's own metrics. Every listener is on 127.0.0.1; every unit gets a
+sandboxing drop-in. Configuration is checked by its own tool before it replaces the live file,
+then the daemon reloads; a rejected file fails the run and the old one keeps serving.
+
+Reads: domain, environment, ganymede_health_path, smtp_*, monitoring_*, alert_*.
+Needs: postgres, nginx, coredns (it scrapes them); the SMTP password (HOLISTIX_SMTP_PASSWORD)
+when alert_email_to is set.
+
+    pyinfra inventories/prod.py deploys/monitoring.py
+"""
+
+from io import StringIO
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.facts.files import File
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from holistix_deploy import monitoring
+from holistix_deploy.facts import AptPackageAvailable, DaemonBehind
+from holistix_deploy.operations import operator_secret, postgres_monitoring_role, validated_file
+from holistix_deploy.secrets import read_operator_secrets
+from holistix_deploy.settings import SettingsError, load_settings
+
+settings = load_settings(host)
+smtp_password = read_operator_secrets().get("smtp_password")
+if settings.alert_email_to and not smtp_password and not host.get_fact(File, path=monitoring.SMTP_PASSWORD_FILE):
+    raise SettingsError(
+        host.name,
+        [
+            f"HOLISTIX_SMTP_PASSWORD: required by alert_email_to = {settings.alert_email_to!r} (Alertmanager logs "
+            f"in to {settings.smtp_host} as {settings.smtp_user}); not set and not stored on the host by an earlier run"
+        ],
+    )
+
+# -- before the packages: their units start at install, and must start on loopback, confined ----------
+defaults = {
+    unit: files.put(
+        name=f"Ensure /etc/default/{unit} keeps {unit} on loopback",
+        src=StringIO(text),
+        dest=f"/etc/default/{unit}",
+        mode="0644",
+    )
+    for unit, text in monitoring.unit_environment(settings).items()
+}
+hardening = {}
+for component in monitoring.COMPONENTS:
+    drop_in = monitoring.hardening_file(component)
+    files.directory(name=f"Ensure {Path(drop_in).parent} exists", path=str(Path(drop_in).parent), mode="0755")
+    hardening[component.unit] = files.put(
+        name=f"Ensure {component.unit} is sandboxed ({Path(drop_in).name})",
+        src=StringIO(monitoring.render_hardening(component)),
+        dest=drop_in,
+        mode="0644",
+    )
+systemd.daemon_reload(name="Reload systemd's units", _if=any_changed(*hardening.values()))
+
+# Debian 13 ships promtool apart from prometheus; elsewhere prometheus has it
+packages = [component.package for component in monitoring.COMPONENTS] + ["dbus"]
+packages += ["promtool"] if host.get_fact(AptPackageAvailable, package="promtool") else []
+apt.packages(
+    name="Ensure Prometheus, Alertmanager, the exporters and mtail are installed",
+    packages=packages,
+    update=True,
+    cache_time=settings.apt_cache_valid_seconds,
+    no_recommends=True,
+)
+
+# -- what the exporters read --------------------------------------------------------------------------
+postgres_monitoring_role(
+    name=f"Ensure role {monitoring.POSTGRES_ROLE} reads PostgreSQL's statistics (pg_monitor) and nothing more",
+    role=monitoring.POSTGRES_ROLE,
+)
+files.directory(name=f"Ensure {monitoring.METRICS_DIR} exists", path=monitoring.METRICS_DIR, mode="0755")
+files.directory(
+    name=f"Ensure {Path(monitoring.RULES_FILE).parent} exists", path=str(Path(monitoring.RULES_FILE).parent)
+)
+if settings.monitoring_probe_ca_file:
+    probe_ca = files.put(
+        name=f"Ensure {monitoring.PROBE_CA_FILE} holds the CA the HTTPS probes trust",
+        src=settings.monitoring_probe_ca_file,
+        dest=monitoring.PROBE_CA_FILE,
+        mode="0644",
+    )
+else:
+    probe_ca = files.file(
+        name=f"Ensure {monitoring.PROBE_CA_FILE} is not kept", path=monitoring.PROBE_CA_FILE, present=False
+    )
+if settings.alert_email_to and smtp_password:
+    operator_secret(
+        name="Ensure Alertmanager's SMTP password from HOLISTIX_SMTP_PASSWORD is stored",
+        path=monitoring.SMTP_PASSWORD_FILE,
+        value=smtp_password,
+        mode="0640",
+        group="prometheus",
+        newline=False,
+    )
+elif not settings.alert_email_to:
+    files.file(
+        name=f"Ensure {monitoring.SMTP_PASSWORD_FILE} is not kept (no alert mail)",
+        path=monitoring.SMTP_PASSWORD_FILE,
+        present=False,
+    )
+
+
+# -- configuration, each checked by its own tool before the live file changes ---------------------------
+def _checked(path: str, content: str, validate: str, what: str):
+    directory, name = path.rsplit("/", 1)
+    return validated_file(
+        name=f"Ensure {path} holds {what} (checked first)",
+        dest=path,
+        content=content,
+        validate=validate,
+        candidate=f"{directory}/.{name}.candidate",
+    )
+
+
+rules = _checked(
+    monitoring.RULES_FILE,
+    monitoring.render_rules(settings),
+    "promtool check rules --lint=all --lint-fatal {path} >/dev/null",
+    "the alert rules",
+)
+prometheus_config = _checked(
+    monitoring.PROMETHEUS_CONFIG,
+    monitoring.render_prometheus_config(settings),
+    "promtool check config {path} >/dev/null",
+    "the scrape targets",
+)
+alertmanager_config = _checked(
+    monitoring.ALERTMANAGER_CONFIG,
+    monitoring.render_alertmanager_config(settings),
+    "amtool check-config {path} >/dev/null",
+    "the alert routes",
+)
+blackbox_config = _checked(
+    monitoring.BLACKBOX_CONFIG,
+    monitoring.render_blackbox_config(settings),
+    "prometheus-blackbox-exporter --config.check --config.file={path} 2>/dev/null",
+    "the probes",
+)
+# mtail compiles every program of a directory: the candidate is compiled alone in a scratch one
+mtail_program = _checked(
+    monitoring.MTAIL_PROGRAM,
+    monitoring.render_mtail_program(settings),
+    # (it still opens its HTTP port: any free one)
+    "( d=$(mktemp -d) && cp {path} $d/check.mtail"
+    " && mtail --compile_only --address 127.0.0.1 --port 0 --progs $d 2>/dev/null; rc=$?; rm -rf $d; exit $rc )",
+    "the access log's response counters",
+)
+
+# the daemons that reload their configuration in place, and the metric that says they did
+reloads = {
+    "prometheus": (
+        [monitoring.RULES_FILE, monitoring.PROMETHEUS_CONFIG],
+        "prometheus_config_last_reload_success_timestamp_seconds",
+    ),
+    "prometheus-alertmanager": (
+        [monitoring.ALERTMANAGER_CONFIG],
+        "alertmanager_config_last_reload_success_timestamp_seconds",
+    ),
+    "prometheus-blackbox-exporter": (
+        [monitoring.BLACKBOX_CONFIG],
+        "blackbox_exporter_config_last_reload_success_timestamp_seconds",
+    ),
+}
+for component in monitoring.COMPONENTS:
+    unit = component.unit
+    reload_paths, reload_metric = reloads.get(unit, ([], None))
+    # mtail starts its counters again either way: a new program restarts it
+    program = [monitoring.MTAIL_PROGRAM] if unit == "mtail" else []
+    behind = {
+        "unit": unit,
+        "restart_paths": [f"/etc/default/{unit}", monitoring.hardening_file(component), *program],
+        "reload_paths": reload_paths,
+        "reload_metric": reload_metric,
+        "metrics_url": f"http://{component.address}/metrics",
+    }
+    systemd.service(name=f"Ensure {unit} runs and starts at boot", service=unit, running=True, enabled=True)
+    server.shell(
+        name=f"Ensure {unit} runs its current command line and sandbox",
+        commands=[f"systemctl restart {unit}"],
+        _if=lambda behind=behind: host.get_fact(DaemonBehind, **behind) == "restart",
+    )
+    if reload_metric:
+        server.shell(
+            name=f"Ensure {unit} serves its current configuration",
+            commands=[f"systemctl reload {unit}"],
+            _if=lambda behind=behind: host.get_fact(DaemonBehind, **behind) == "reload",
+        )

@@ -1,0 +1,208 @@
+"""What the monitoring module runs, derived from the settings: the exporters and their loopback
+listeners, Prometheus's scrape targets, the alert rules, Alertmanager's routes, the probes.
+Pure functions, so unit tests (promtool, amtool) can check the files without a host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from holistix_deploy.settings import COREDNS_LOOPBACK_PORTS, MONITORING_LOOPBACK_PORTS, Settings
+from holistix_deploy.templating import render
+
+LOOPBACK = "127.0.0.1"
+CONFIG_DIR = "/etc/prometheus"
+RULES_FILE = f"{CONFIG_DIR}/rules/holistix.yml"
+PROMETHEUS_CONFIG = f"{CONFIG_DIR}/prometheus.yml"
+ALERTMANAGER_CONFIG = f"{CONFIG_DIR}/alertmanager.yml"
+BLACKBOX_CONFIG = f"{CONFIG_DIR}/blackbox.yml"
+# the CA the HTTPS probes trust when monitoring_probe_ca_file is set
+PROBE_CA_FILE = f"{CONFIG_DIR}/probe-ca.pem"
+# Alertmanager reads the SMTP password from a file (never from its configuration)
+SMTP_PASSWORD_FILE = f"{CONFIG_DIR}/alertmanager-smtp-password"
+MTAIL_PROGRAM = "/etc/mtail/holistix_nginx.mtail"
+# node_exporter's textfile collector directory in Debian's and Ubuntu's prometheus-node-exporter
+METRICS_DIR = "/var/lib/prometheus/node-exporter"
+# Prometheus's storage in Debian's package
+STORAGE_DIR = "/var/lib/prometheus/metrics2"
+
+
+@dataclass(frozen=True)
+class Component:
+    unit: str  # the package's systemd unit (also its /etc/default file)
+    package: str
+    port_key: str  # in MONITORING_LOOPBACK_PORTS
+    job: str  # Prometheus's job name for its own metrics
+    loopback_only: bool  # talks to nothing but this host's loopback (and sockets)
+    writes: tuple[str, ...] = ()  # its state directories
+    groups: tuple[str, ...] = ()  # supplementary groups (to read logs)
+    # node_exporter reads the kernel's statistics under /proc and asks systemd over D-Bus and
+    # netlink: no private user namespace, the whole of /proc
+    host_view: bool = False
+
+    @property
+    def port(self) -> int:
+        return MONITORING_LOOPBACK_PORTS[self.port_key]
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+
+COMPONENTS = (
+    Component("prometheus", "prometheus", "prometheus", "prometheus", True, writes=(STORAGE_DIR,)),
+    # mail and webhooks leave the host
+    Component(
+        "prometheus-alertmanager",
+        "prometheus-alertmanager",
+        "alertmanager",
+        "alertmanager",
+        False,
+        writes=("/var/lib/prometheus/alertmanager",),
+    ),
+    Component("prometheus-node-exporter", "prometheus-node-exporter", "node_exporter", "node", True, host_view=True),
+    Component("prometheus-postgres-exporter", "prometheus-postgres-exporter", "postgres_exporter", "postgres", True),
+    Component("prometheus-nginx-exporter", "prometheus-nginx-exporter", "nginx_exporter", "nginx", True),
+    # probes the public names, which resolve to the host's public addresses
+    Component("prometheus-blackbox-exporter", "prometheus-blackbox-exporter", "blackbox_exporter", "blackbox", False),
+    # nginx's logs belong to group adm
+    Component("mtail", "mtail", "mtail", "mtail", True, groups=("adm",)),
+)
+# the PostgreSQL role postgres_exporter logs in as (peer: the exporter's OS user), member of pg_monitor
+POSTGRES_ROLE = "prometheus"
+
+
+def component(unit: str) -> Component:
+    return next(c for c in COMPONENTS if c.unit == unit)
+
+
+def render_hardening(component: Component) -> str:
+    families = ["AF_UNIX", "AF_INET", "AF_INET6"] + (["AF_NETLINK"] if component.host_view else [])
+    return render(
+        "monitoring/hardening.conf.j2",
+        unit=component.unit,
+        read_write=list(component.writes),
+        private_users=not (component.host_view or component.groups),
+        needs_all_proc=component.host_view,
+        address_families=families,
+        loopback_only=component.loopback_only,
+        groups=list(component.groups),
+    )
+
+
+def hardening_file(component: Component) -> str:
+    return f"/etc/systemd/system/{component.unit}.service.d/50-holistix-hardening.conf"
+
+
+def nginx_status_address() -> str:
+    return f"{LOOPBACK}:{MONITORING_LOOPBACK_PORTS['nginx_status']}"
+
+
+def probe_targets(settings: Settings) -> dict[str, list[str]]:
+    """{job: targets} of the blackbox probes: the frontend must answer 2xx, Ganymede anything
+    below 500 (its health gate's rule), CoreDNS the domain's SOA."""
+    return {
+        "https_frontend": [f"https://{settings.domain}/"],
+        "https_api": [f"https://ganymede.{settings.domain}{settings.ganymede_health_path}"],
+        "dns": [f"{LOOPBACK}:53"],
+    }
+
+
+def unit_arguments(settings: Settings) -> dict[str, str]:
+    """The command line each package's unit runs ($ARGS in /etc/default/<unit>): loopback only."""
+    ports = MONITORING_LOOPBACK_PORTS
+    size = settings.monitoring_retention_size + "B"  # Prometheus writes sizes as 4GB
+    return {
+        "prometheus": " ".join(
+            [
+                f"--config.file={PROMETHEUS_CONFIG}",
+                f"--storage.tsdb.path={STORAGE_DIR}/",
+                f"--storage.tsdb.retention.time={settings.monitoring_retention_days}d",
+                f"--storage.tsdb.retention.size={size}",
+                f"--web.listen-address={LOOPBACK}:{ports['prometheus']}",
+            ]
+        ),
+        "prometheus-alertmanager": " ".join(
+            [
+                f"--config.file={ALERTMANAGER_CONFIG}",
+                "--storage.path=/var/lib/prometheus/alertmanager/",
+                f"--web.listen-address={LOOPBACK}:{ports['alertmanager']}",
+                # one Alertmanager: no gossip listener (it would listen on every address)
+                "--cluster.listen-address=",
+            ]
+        ),
+        "prometheus-node-exporter": " ".join(
+            [
+                f"--web.listen-address={LOOPBACK}:{ports['node_exporter']}",
+                f"--collector.textfile.directory={METRICS_DIR}",
+                "--collector.systemd",
+            ]
+        ),
+        "prometheus-postgres-exporter": f"--web.listen-address={LOOPBACK}:{ports['postgres_exporter']}",
+        "prometheus-nginx-exporter": " ".join(
+            [
+                f"--web.listen-address={LOOPBACK}:{ports['nginx_exporter']}",
+                f"--nginx.scrape-uri=http://{nginx_status_address()}/stub_status",
+            ]
+        ),
+        "prometheus-blackbox-exporter": " ".join(
+            [f"--config.file={BLACKBOX_CONFIG}", f"--web.listen-address={LOOPBACK}:{ports['blackbox_exporter']}"]
+        ),
+    }
+
+
+def unit_environment(settings: Settings) -> dict[str, str]:
+    """/etc/default/<unit> of every component: what its packaged unit reads."""
+    files = {unit: f'ARGS="{arguments}"\n' for unit, arguments in unit_arguments(settings).items()}
+    # peer authentication over the socket: no password anywhere
+    files["prometheus-postgres-exporter"] = (
+        f"DATA_SOURCE_NAME='user={POSTGRES_ROLE} host=/run/postgresql dbname=postgres sslmode=disable'\n"
+        + files["prometheus-postgres-exporter"]
+    )
+    files["mtail"] = (
+        f"HOST={LOOPBACK}\nPORT={MONITORING_LOOPBACK_PORTS['mtail']}\nLOGS=/var/log/nginx/*access.log\nEXTRA_ARGS=\n"
+    )
+    return {unit: f"# {MANAGED}\n{text}" for unit, text in files.items()}
+
+
+MANAGED = "Managed by holistix-deploy (monitoring module): local changes are overwritten."
+
+
+def render_prometheus_config(settings: Settings) -> str:
+    coredns = f"{LOOPBACK}:{COREDNS_LOOPBACK_PORTS['metrics']}"
+    return render(
+        "monitoring/prometheus.yml.j2",
+        settings=settings,
+        interval=f"{settings.monitoring_scrape_interval_seconds}s",
+        rules_file=RULES_FILE,
+        alertmanager=component("prometheus-alertmanager").address,
+        jobs={c.job: c.address for c in COMPONENTS} | {"coredns": coredns},
+        blackbox=component("prometheus-blackbox-exporter").address,
+        probes=probe_targets(settings),
+    )
+
+
+def render_rules(settings: Settings) -> str:
+    return render("monitoring/holistix.rules.yml.j2", settings=settings, probe_jobs=list(probe_targets(settings)))
+
+
+def render_alertmanager_config(settings: Settings) -> str:
+    return render(
+        "monitoring/alertmanager.yml.j2",
+        settings=settings,
+        email_from=settings.alert_email_from or f"alerts@{settings.domain}",
+        password_file=SMTP_PASSWORD_FILE,
+    )
+
+
+def render_blackbox_config(settings: Settings) -> str:
+    return render(
+        "monitoring/blackbox.yml.j2",
+        settings=settings,
+        ca_file=PROBE_CA_FILE if settings.monitoring_probe_ca_file else None,
+        # Ganymede is healthy when it answers below 500 (ganymede_health_path's rule)
+        api_codes=list(range(200, 500)),
+    )
+
+
+def render_mtail_program(settings: Settings) -> str:
+    return render("monitoring/holistix_nginx.mtail.j2", domain_pattern=settings.domain.replace(".", r"\."))
