@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DEMO_HOST ?= demo
 SUITE  ?= trixie
 
-.PHONY: demo demo-destroy test unit lint e2e bench docs
+.PHONY: demo demo-destroy test unit lint e2e bench docs monitoring-tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,12 @@ demo-destroy:
 ## test: unit tests, then the e2e loop on fresh staging hosts (Debian 13 and 12)
 test: unit e2e
 
-unit: $(VENV)/.installed lint
+unit: $(VENV)/.installed lint monitoring-tools
 	$(PY) -m pytest -q tests/unit
+
+# promtool, amtool, mtail and the blackbox exporter's checker for the unit tests (unpacked, not installed)
+monitoring-tools:
+	scripts/monitoring-tools
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -182,7 +182,12 @@ def render_prometheus_config(settings: Settings) -> str:
 
 
 def render_rules(settings: Settings) -> str:
-    return render("monitoring/holistix.rules.yml.j2", settings=settings, probe_jobs=list(probe_targets(settings)))
+    return render(
+        "monitoring/holistix.rules.yml.j2",
+        settings=settings,
+        probe_jobs=list(probe_targets(settings)),
+        metrics_dir=METRICS_DIR,
+    )
 
 
 def render_alertmanager_config(settings: Settings) -> str:

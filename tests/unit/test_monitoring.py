@@ -1,0 +1,300 @@
+"""monitoring without a host: the settings' rules, every file the module writes checked by the
+tool of its daemon (promtool, amtool, the blackbox exporter, mtail, from the Debian packages that
+scripts/monitoring-tools unpacks), and every alert proven to fire and to stay quiet."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from holistix_deploy import monitoring
+from holistix_deploy.settings import MONITORING_LOOPBACK_PORTS, validate_data
+
+from .helpers import ROOT, host_script, problems_for
+
+TOOLS = Path(os.environ.get("HOLISTIX_MONITORING_TOOLS", ROOT / ".tools" / "monitoring" / "bin"))
+# minute-scale alerts, and the hour- and day-scale ones (evaluated hourly, so they run fast)
+RULES_TESTS = sorted((Path(__file__).parent / "monitoring").glob("rules_test*.yml"))
+
+
+def _tool(name: str) -> str:
+    path = TOOLS / name
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is missing: run `make unit` (scripts/monitoring-tools unpacks it)")
+    return str(path)
+
+
+def _run(*command: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def _settings(valid_data, **overrides):
+    return validate_data({**valid_data, **overrides}, environ={}, host_name="vps1")
+
+
+@pytest.fixture
+def mailing_data(valid_data):
+    return {
+        **valid_data,
+        "smtp_host": "smtp.example.net",
+        "smtp_user": "alerts@example.com",
+        "alert_email_to": ["ops@example.com", "oncall@example.com"],
+        "alert_webhook_url": "https://hooks.example.net/holistix",
+        # Ganymede mails through the same server
+        "ganymede_egress_networks": ["198.51.100.0/24"],
+    }
+
+
+# -- settings ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "rule"),
+    [
+        ("alert_email_to", ["ops@example.com", "not an address"], "entry 1 ('not an address'): must be an e-mail"),
+        ("alert_email_to", ["ops@example.com", "ops@example.com"], "lists the same address twice"),
+        ("alert_webhook_url", "hooks.example.net/x", "must be an http(s) URL"),
+        ("alert_webhook_url", "https://hooks.example.net/x y", "must be an http(s) URL"),
+        ("monitoring_retention_size", "4TB", "must be a size with a unit K, M or G"),
+        ("alert_disk_used_percent", 100, "less than or equal to 99"),
+        ("monitoring_probe_ca_file", "/nonexistent/ca.pem", "is not a PEM certificate file"),
+    ],
+)
+def test_bad_monitoring_settings_are_refused_naming_the_key_and_rule(valid_data, key, value, rule):
+    problems = problems_for({**valid_data, key: value})
+    assert len(problems) == 1 and problems[0].startswith(f"{key} = ") and rule in problems[0], problems
+
+
+def test_alert_mail_needs_an_smtp_server_and_account(valid_data):
+    problems = problems_for({**valid_data, "alert_email_to": ["ops@example.com"]})
+    assert any("alert_email_to" in problem and "smtp_host as smtp_user" in problem for problem in problems), problems
+
+
+@pytest.mark.parametrize("port", sorted(MONITORING_LOOPBACK_PORTS.values()))
+def test_a_platform_port_on_a_monitoring_port_is_refused(valid_data, port):
+    problems = problems_for({**valid_data, "ganymede_port": port})
+    assert any("ganymede_port" in problem and "monitoring's" in problem for problem in problems), problems
+
+
+# -- every listener on loopback, every unit confined -------------------------------------------------
+
+
+def test_every_component_listens_on_loopback_only(valid_data):
+    environment = monitoring.unit_environment(_settings(valid_data))
+    assert set(environment) == {component.unit for component in monitoring.COMPONENTS}
+    listens = re.findall(
+        r"--(?:web\.listen-address|address)[= ](\S+)|^HOST=(\S+)", "\n".join(environment.values()), re.M
+    )
+    addresses = {address or host for address, host in listens}
+    assert addresses and all(address.startswith("127.0.0.1") for address in addresses), addresses
+    # Alertmanager's gossip listener would bind every address: switched off
+    assert "--cluster.listen-address=" in environment["prometheus-alertmanager"].split('"')[1].split()
+
+
+def test_every_component_is_sandboxed_and_the_local_ones_reach_loopback_only():
+    for component in monitoring.COMPONENTS:
+        drop_in = monitoring.render_hardening(component)
+        for directive in ("ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n", "ProtectHome=yes"):
+            assert directive in drop_in, (component.unit, directive)
+        assert ("IPAddressDeny=any" in drop_in) == component.loopback_only, component.unit
+
+
+def test_retention_comes_from_the_settings(valid_data):
+    arguments = monitoring.unit_arguments(
+        _settings(valid_data, monitoring_retention_days=90, monitoring_retention_size="20G")
+    )["prometheus"]
+    assert "--storage.tsdb.retention.time=90d" in arguments and "--storage.tsdb.retention.size=20GB" in arguments
+
+
+# -- the files, checked by their daemons' own tools ------------------------------------------------------
+
+
+def _write_all(settings, directory: Path) -> dict[str, Path]:
+    rules = directory / "holistix.yml"
+    rules.write_text(monitoring.render_rules(settings))
+    written = {"rules": rules}
+    for key, content in (
+        ("prometheus", monitoring.render_prometheus_config(settings).replace(monitoring.RULES_FILE, str(rules))),
+        ("alertmanager", monitoring.render_alertmanager_config(settings)),
+        ("blackbox", monitoring.render_blackbox_config(settings)),
+    ):
+        written[key] = directory / f"{key}.yml"
+        written[key].write_text(content)
+    return written
+
+
+def test_rules_pass_promtools_strictest_lint(valid_data, tmp_path):
+    files = _write_all(_settings(valid_data), tmp_path)
+    checked = _run(_tool("promtool"), "check", "rules", "--lint=all", "--lint-fatal", str(files["rules"]))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_prometheus_config_passes_promtool_and_scrapes_every_component(valid_data, tmp_path):
+    settings = _settings(valid_data)
+    files = _write_all(settings, tmp_path)
+    checked = _run(_tool("promtool"), "check", "config", str(files["prometheus"]))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    config = yaml.safe_load(files["prometheus"].read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert {component.job for component in monitoring.COMPONENTS} | {"coredns"} <= set(jobs)
+    probed = {
+        target for job in ("https_frontend", "https_api", "dns") for target in jobs[job]["static_configs"][0]["targets"]
+    }
+    assert probed == {"https://app.example.com/", "https://ganymede.app.example.com/", "127.0.0.1:53"}
+    targets = [t for job in jobs.values() if "params" not in job for t in job["static_configs"][0]["targets"]]
+    assert all(target.startswith("127.0.0.1:") for target in targets), targets
+
+
+@pytest.mark.parametrize("mail", [False, True])
+def test_alertmanager_config_passes_amtool_and_routes_everything_to_the_operators(
+    valid_data, mailing_data, tmp_path, mail
+):
+    settings = _settings(mailing_data if mail else valid_data)
+    files = _write_all(settings, tmp_path)
+    amtool = _tool("amtool")
+    checked = _run(amtool, "check-config", str(files["alertmanager"]))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    routed = _run(amtool, "config", "routes", "test", f"--config.file={files['alertmanager']}", "severity=critical")
+    assert routed.stdout.strip() == "operators", routed.stdout + routed.stderr
+    receiver = yaml.safe_load(files["alertmanager"].read_text())["receivers"][0]
+    if mail:
+        assert receiver["email_configs"][0]["to"] == "ops@example.com, oncall@example.com"
+        assert receiver["webhook_configs"][0]["url"] == "https://hooks.example.net/holistix"
+        # the password is read from a file, never written into the configuration
+        assert yaml.safe_load(files["alertmanager"].read_text())["global"]["smtp_auth_password_file"] == (
+            monitoring.SMTP_PASSWORD_FILE
+        )
+    else:
+        assert set(receiver) == {"name"}
+
+
+def test_blackbox_config_passes_the_exporters_check(valid_data, tmp_path):
+    files = _write_all(_settings(valid_data), tmp_path)
+    checked = _run(_tool("prometheus-blackbox-exporter"), "--config.check", f"--config.file={files['blackbox']}")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    modules = yaml.safe_load(files["blackbox"].read_text())["modules"]
+    # Ganymede's rule (ganymede_health_path): any answer below 500 is healthy
+    assert modules["https_api"]["http"]["valid_status_codes"] == list(range(200, 500))
+
+
+def test_mtail_counts_ganymedes_answers_by_status_from_the_access_log(tmp_path):
+    class Settings:
+        domain = "app.example.com"
+
+    programs = tmp_path / "progs"
+    programs.mkdir()
+    (programs / "holistix_nginx.mtail").write_text(monitoring.render_mtail_program(Settings()))
+    # the nginx module's "holistix" log format; nginx writes a quote inside a field as \x22
+    line = '203.0.113.7 - [27/Nov/2026:10:00:00 +0000] "{request} HTTP/2.0" {status} 35 "-" "{agent}" 0.003 {host}\n'
+    log = tmp_path / "access.log"
+    log.write_text(
+        "".join(
+            [
+                line.format(request="GET /health", status=200, agent="curl/8", host="ganymede.app.example.com"),
+                line.format(
+                    request="POST /x?token=[redacted]",
+                    status=502,
+                    agent="say \\x22hi\\x22",
+                    host="ganymede.app.example.com",
+                ),
+                line.format(request="GET /", status=200, agent="curl/8", host="app.example.com"),
+                line.format(request="GET /", status=404, agent="curl/8", host="org-1.app.example.com"),
+                line.format(request="GET /", status=500, agent="curl/8", host="ganymede.other.example.org"),
+            ]
+        )
+    )
+    counted = _run(
+        _tool("mtail"), "--one_shot", "--one_shot_format=prometheus", "--progs", str(programs), "--logs", str(log)
+    )
+    assert counted.returncode == 0, counted.stderr[-2000:]
+    samples = {
+        (server, status): float(value)
+        for server, status, value in re.findall(
+            r'^holistix_nginx_responses_total\{prog="[^"]+",server="(\w+)",status="(\d+)"\} (\S+)$',
+            counted.stdout,
+            re.M,
+        )
+    }
+    # another domain's names are not this platform's: not counted at all
+    assert samples == {("api", "200"): 1, ("api", "502"): 1, ("frontend", "200"): 1, ("organisations", "404"): 1}
+
+
+# -- every alert fires when it should and stays quiet when it should not -------------------------------
+
+
+def _alert_names(rules: str) -> set[str]:
+    return {rule["alert"] for group in yaml.safe_load(rules)["groups"] for rule in group["rules"]}
+
+
+def _promtool_test(rules: str, directory: Path) -> subprocess.CompletedProcess:
+    (directory / "holistix.yml").write_text(rules)
+    for test_file in RULES_TESTS:
+        shutil.copy(test_file, directory / test_file.name)
+    return _run(_tool("promtool"), "test", "rules", *(test_file.name for test_file in RULES_TESTS), cwd=directory)
+
+
+def test_every_alert_fires_and_stays_quiet_as_its_promtool_tests_say(valid_data, tmp_path):
+    tested = _promtool_test(monitoring.render_rules(_settings(valid_data)), tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_every_alert_has_a_firing_case_and_a_quiet_case(valid_data):
+    cases = [
+        case
+        for test_file in RULES_TESTS
+        for test in yaml.safe_load(test_file.read_text())["tests"]
+        for case in test["alert_rule_test"]
+    ]
+    firing = {case["alertname"] for case in cases if case["exp_alerts"]}
+    quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
+    alerts = _alert_names(monitoring.render_rules(validate_data(valid_data, environ={})))
+    assert firing == alerts and quiet == alerts, (alerts - firing, alerts - quiet)
+
+
+def test_the_promtool_tests_catch_a_changed_threshold(valid_data, tmp_path):
+    """They would notice: disk alerts from 90 % make the 85 % case fail."""
+    tested = _promtool_test(monitoring.render_rules(_settings(valid_data, alert_disk_used_percent=90)), tmp_path)
+    assert tested.returncode != 0 and "alertname: DiskUsageHigh" in tested.stdout + tested.stderr
+
+
+@pytest.mark.parametrize(
+    ("alert", "metric"),
+    [
+        ("BackupTooOld", "holistix_backup_last_success_timestamp_seconds"),
+        ("BackupRestoreTestTooOld", "holistix_backup_restore_test_last_success_timestamp_seconds"),
+        ("BackupCheckFailed", "holistix_backup_check_success"),
+        ("GatewayPoolExhausted", "holistix_gateway_pool_free_gateways"),
+        ("GatewayContainerUnhealthy", "holistix_gateway_pool_unhealthy_containers"),
+        ("GatewayPoolMetricsStale", "holistix_gateway_pool_last_update_timestamp_seconds"),
+    ],
+)
+def test_alerts_read_the_metrics_the_host_helpers_write(valid_data, alert, metric):
+    """The names the rules read are the names holistix-backup and holistix-gateway-pool write."""
+    rules = yaml.safe_load(monitoring.render_rules(validate_data(valid_data, environ={})))
+    expression = next(r["expr"] for g in rules["groups"] for r in g["rules"] if r.get("alert") == alert)
+    assert metric in expression
+    written = (ROOT / "files" / "backups" / "holistix_backup.py").read_text() + json.dumps(
+        host_script("gateway_pool/gateway_pool.py").metrics_text("prod", 3, 3, 0, (3, 3, 1))
+    )
+    assert metric in written
+
+
+def test_gateway_pool_metrics_are_one_gauge_each_for_node_exporter():
+    text = host_script("gateway_pool/gateway_pool.py").metrics_text("prod", 3, 2, 1, (3, 2, 0))
+    samples = dict(re.findall(r'^(holistix_gateway_pool_\w+)\{environment="prod"\} (\d+)$', text, re.M))
+    assert {name: int(value) for name, value in samples.items() if "timestamp" not in name} == {
+        "holistix_gateway_pool_size": 3,
+        "holistix_gateway_pool_running_containers": 2,
+        "holistix_gateway_pool_unhealthy_containers": 1,
+        "holistix_gateway_pool_registered_gateways": 3,
+        "holistix_gateway_pool_ready_gateways": 2,
+        "holistix_gateway_pool_free_gateways": 0,
+    }
+    assert text.count("# TYPE") == 7 and text.endswith("\n")
