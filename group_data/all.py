@@ -238,7 +238,7 @@ backup_offsite_known_hosts = []
 # monitoring: Days of metrics Prometheus keeps.
 monitoring_retention_days = 30
 
-# monitoring: Disk Prometheus's metrics may take (K, M or G); the oldest blocks go first when it is reached.
+# monitoring: Disk Prometheus's metrics may take (K, M or G, binary: 4G is 4 GiB); the oldest blocks go first when it is reached.
 monitoring_retention_size = '4G'
 
 # monitoring: How often Prometheus scrapes every target and evaluates the alert rules.

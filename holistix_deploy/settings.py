@@ -965,7 +965,7 @@ class Settings(BaseModel):
     monitoring_retention_size: str = _setting(
         "4G",
         module="monitoring",
-        description="Disk Prometheus's metrics may take (K, M or G); the oldest blocks go first when it is reached.",
+        description="Disk Prometheus's metrics may take (K, M or G, binary: 4G is 4 GiB); the oldest blocks go first when it is reached.",
     )
     monitoring_scrape_interval_seconds: int = _setting(
         15,

@@ -1,0 +1,138 @@
+"""monitoring: every component runs confined and listens on loopback only, Prometheus scrapes
+every target and holds every rule, the probes see the served site and certificate, the pool's
+and the backups' metrics are fresh."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from holistix_deploy import monitoring
+from holistix_deploy.settings import COREDNS_LOOPBACK_PORTS
+
+PROMETHEUS = "http://127.0.0.1:9090"
+
+
+def _api(host, path: str) -> dict:
+    answer = json.loads(host.check_output(f"curl -sf -m 10 '{PROMETHEUS}/api/v1/{path}'"))
+    assert answer["status"] == "success", answer
+    return answer["data"]
+
+
+def _query(host, expression: str) -> list[dict]:
+    from urllib.parse import quote
+
+    return _api(host, f"query?query={quote(expression)}")["result"]
+
+
+@pytest.fixture(scope="module")
+def targets(host) -> list[dict]:
+    """Every scrape target, once each has been scraped (a converge may have just restarted one)."""
+    deadline = time.monotonic() + 60
+    while True:
+        active = _api(host, "targets")["activeTargets"]
+        if all(target["health"] != "unknown" for target in active) or time.monotonic() > deadline:
+            return active
+        time.sleep(2)
+
+
+@pytest.mark.parametrize("component", monitoring.COMPONENTS, ids=lambda c: c.unit)
+def test_component_runs_and_listens_on_loopback_only(host, component):
+    service = host.service(component.unit)
+    assert service.is_running and service.is_enabled
+    main_pid = host.check_output(f"systemctl show -P MainPID {component.unit}")
+    with host.sudo():
+        listening = host.check_output(f"ss -H -ltnp | grep 'pid={main_pid},' | awk '{{print $4}}'").split()
+    assert listening == [component.address], f"{component.unit} listens on {listening}"
+
+
+@pytest.mark.parametrize("component", monitoring.COMPONENTS, ids=lambda c: c.unit)
+def test_component_is_not_reachable_on_the_public_address(host, settings, component):
+    """Bound to loopback, not merely firewalled: the public address refuses even from the host itself."""
+    refused = host.run(f"curl -s -m 5 -o /dev/null http://{settings.public_ipv4}:{component.port}/")
+    assert refused.rc == 7, f"{component.unit} answered on {settings.public_ipv4}:{component.port}"
+
+
+@pytest.mark.parametrize("component", monitoring.COMPONENTS, ids=lambda c: c.unit)
+def test_component_is_sandboxed(host, component):
+    with host.sudo():
+        exposure = host.check_output(f"systemd-analyze security --no-pager {component.unit}.service | tail -1")
+    score = float(exposure.split("level for")[1].split(":")[1].split()[0])
+    # the packages' own units score 9.2 ("UNSAFE") without the drop-in
+    assert score <= 2.0, exposure
+
+
+def test_every_target_is_up(targets):
+    jobs = {target["labels"]["job"]: target for target in targets}
+    expected = {component.job for component in monitoring.COMPONENTS} | {
+        "coredns",
+        "https_frontend",
+        "https_api",
+        "dns",
+    }
+    assert set(jobs) == expected
+    down = {job: target["lastError"] for job, target in jobs.items() if target["health"] != "up"}
+    assert down == {}
+
+
+def test_coredns_metrics_are_scraped_on_loopback(targets):
+    coredns = next(target for target in targets if target["labels"]["job"] == "coredns")
+    assert coredns["scrapeUrl"] == f"http://127.0.0.1:{COREDNS_LOOPBACK_PORTS['metrics']}/metrics"
+
+
+def test_every_alert_rule_is_loaded_and_healthy(host, settings):
+    rules = {rule["name"]: rule for group in _api(host, "rules")["groups"] for rule in group["rules"]}
+    expected = {
+        line.split(": ", 1)[1] for line in monitoring.render_rules(settings).splitlines() if "- alert: " in line
+    }
+    assert set(rules) == expected
+    assert {name for name, rule in rules.items() if rule["health"] != "ok"} == set()
+
+
+def test_prometheus_keeps_what_the_settings_say(host, settings):
+    flags = _api(host, "status/flags")
+    assert flags["storage.tsdb.retention.time"] == f"{settings.monitoring_retention_days}d"
+    # Prometheus's units are binary: 4GB is 4 GiB
+    assert flags["storage.tsdb.retention.size"] == f"{settings.monitoring_retention_size}iB"
+    assert flags["web.listen-address"] == "127.0.0.1:9090"
+
+
+def test_the_live_configuration_passes_its_checkers(host):
+    with host.sudo():
+        for command in (
+            f"promtool check config {monitoring.PROMETHEUS_CONFIG}",
+            f"promtool check rules --lint=all --lint-fatal {monitoring.RULES_FILE}",
+            f"amtool check-config {monitoring.ALERTMANAGER_CONFIG}",
+        ):
+            checked = host.run(command)
+            assert checked.rc == 0, f"{command}: {checked.stdout}{checked.stderr}"
+
+
+def test_the_probes_see_the_site_the_api_and_dns(host, settings):
+    for job in ("https_frontend", "https_api", "dns"):
+        assert [r["value"][1] for r in _query(host, f'probe_success{{job="{job}"}}')] == ["1"], job
+    # the certificate nginx serves, as the alert reads it
+    expiry = _query(host, "min(probe_ssl_earliest_cert_expiry) - time()")
+    assert float(expiry[0]["value"][1]) > settings.alert_certificate_days * 86400
+
+
+def test_ganymedes_answers_are_counted_from_the_access_log(host):
+    counted = _query(host, 'sum(holistix_nginx_responses_total{server="api"})')
+    assert counted and float(counted[0]["value"][1]) > 0
+
+
+def test_the_gateway_pools_metrics_are_fresh(host, settings):
+    assert host.service(f"holistix-gateway-pool-metrics@{settings.environment}.timer").is_running
+    size = _query(host, "holistix_gateway_pool_size")
+    assert [r["value"][1] for r in size] == [str(settings.gateway_pool_size)]
+    running = _query(host, "holistix_gateway_pool_running_containers")
+    assert [r["value"][1] for r in running] == [str(settings.gateway_pool_size)]
+    age = _query(host, "time() - holistix_gateway_pool_last_update_timestamp_seconds")
+    assert float(age[0]["value"][1]) < 150
+
+
+def test_the_backups_metrics_reach_prometheus(host):
+    last = _query(host, 'holistix_backup_last_success_timestamp_seconds{repository="local"}')
+    assert last and time.time() - float(last[0]["value"][1]) < 26 * 3600
