@@ -259,6 +259,9 @@ alert_webhook_url = None
 # monitoring: How long Alertmanager gathers the first alerts of a group before it notifies.
 alert_group_wait_seconds = 30
 
+# monitoring: How long Alertmanager waits before it tells about new or resolved alerts of a group it already notified.
+alert_group_interval_seconds = 300
+
 # monitoring: How often a still-firing alert is sent again.
 alert_repeat_hours = 4
 

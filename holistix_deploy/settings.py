@@ -1005,6 +1005,14 @@ class Settings(BaseModel):
         le=600,
         description="How long Alertmanager gathers the first alerts of a group before it notifies.",
     )
+    alert_group_interval_seconds: int = _setting(
+        300,
+        module="monitoring",
+        ge=1,
+        le=3600,
+        description="How long Alertmanager waits before it tells about new or resolved alerts of a group it "
+        "already notified.",
+    )
     alert_repeat_hours: int = _setting(
         4, module="monitoring", ge=1, le=168, description="How often a still-firing alert is sent again."
     )

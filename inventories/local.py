@@ -127,6 +127,8 @@ local = (
         "gateway_pool_size": 3,
         # bans sooner than production, so the e2e proves a ban with few attempts
         "fail2ban_sshd_maxretry": 3,
+        # scrapes and evaluates sooner than production, so the e2e sees a change within seconds
+        "monitoring_scrape_interval_seconds": 5,
         # one published container port made public on purpose (the e2e checks that only it is)
         "firewall_extra_rules": [
             {"ports": "18081", "protocol": "tcp", "target": "containers", "comment": "staging: public container port"}

@@ -21,6 +21,7 @@ import pytest
 from holistix_deploy import dns, ganymede
 from holistix_deploy import nginx as web
 from holistix_deploy.hardening import SSH_AUDIT_POLICY
+from holistix_deploy.settings import COREDNS_LOOPBACK_PORTS, MONITORING_LOOPBACK_PORTS
 
 from . import retention
 
@@ -39,6 +40,7 @@ PROBE_ACME_DNS_DOWN, PROBE_ACME_CLOUDFLARE, PROBE_ACME_RESTORE = 18, 19, 20
 PROBE_RELEASE_2, PROBE_RELEASE_3, PROBE_ROLLBACK, PROBE_CHECKSUM = 10, 11, 12, 16
 PROBE_SCALE_UP, PROBE_SCALE_DOWN, PROBE_SCALE_BACK = 14, 15, 17
 PROBE_OFFSITE, PROBE_OFFSITE_BACK = 18, 19
+PROBE_MONITORING_ALERTS, PROBE_MONITORING_BACK, PROBE_MONITORING_BROKEN = 8, 9, 13
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 ARTIFACTS = Path(os.environ.get("HOLISTIX_ARTIFACTS", "/var/cache/holistix-deploy/artifacts"))
@@ -746,7 +748,9 @@ def test_a_broken_template_fails_the_run_and_the_site_keeps_serving(staging_host
     # Arrange: a copy of the project whose site template has a typo, as a bad edit would
     settings = staging_host.settings()
     copy = tmp_path / "project"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.pyc", ".pytest_cache"))
+    shutil.copytree(
+        ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", ".tools", "__pycache__", "*.pyc", ".pytest_cache")
+    )
     template = copy / "templates" / "nginx" / "site.conf.j2"
     template.write_text(
         template.read_text().replace("    index index.html;\n", "    index index.html;\n    indx index.html;\n", 1)
@@ -1457,6 +1461,184 @@ def test_an_sftp_offsite_repository_gets_the_same_snapshots_and_its_loss_is_seen
     staging_host.exec("userdel", "-r", "offsite")
     again = _nightly_backup(staging_host)
     assert again.returncode == 0
+
+
+# -- monitoring ---------------------------------------------------------------------------------------
+MONITORING_PORTS = sorted({*MONITORING_LOOPBACK_PORTS.values(), *COREDNS_LOOPBACK_PORTS.values()})
+
+
+def _prometheus(staging_host, expression: str) -> list[dict]:
+    answer = staging_host.exec(
+        "curl",
+        "-sf",
+        "-m",
+        "10",
+        "--get",
+        "--data-urlencode",
+        f"query={expression}",
+        "http://127.0.0.1:9090/api/v1/query",
+    )
+    return json.loads(answer)["data"]["result"]
+
+
+def _eventually(check, seconds: float, every: float = 2):
+    """check()'s first true result within seconds (the last false one otherwise)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(every)
+
+
+def test_no_monitoring_port_is_reachable_from_another_namespace(staging_host):
+    reachable = _scan(staging_host, "-sS", "-p", ",".join(map(str, MONITORING_PORTS)))
+    assert reachable == {}, f"reachable from the probe: {reachable}"
+    # ... and on the host itself, everything answers on loopback (the scan is not blind)
+    for port in (MONITORING_LOOPBACK_PORTS["prometheus"], MONITORING_LOOPBACK_PORTS["alertmanager"]):
+        staging_host.exec("curl", "-sf", "-m", "5", "-o", "/dev/null", f"http://127.0.0.1:{port}/-/ready")
+
+
+def test_a_failed_unit_reaches_the_operators_webhook_and_mail_is_set_up_without_leaking(staging_host, tmp_path):
+    # Arrange: the operators' paging service (a webhook receiver on the host's loopback, run from
+    # this machine in the host's network namespace), alert mail through an SMTP account
+    settings = staging_host.settings()
+    received = tmp_path / "webhook.jsonl"
+    received.touch()
+    receiver = subprocess.Popen(
+        [
+            str(staging_host.harness_path),
+            "netns",
+            staging_host.name,
+            sys.executable,
+            str(Path(__file__).parent / "webhook_receiver.py"),
+            "9999",
+            str(received),
+        ],
+    )
+    smtp_password = staging_host.operator_secrets["HOLISTIX_SMTP_PASSWORD"]
+    try:
+        run = staging_host.pyinfra(
+            "-vvv",
+            "--data",
+            "alert_webhook_url=http://127.0.0.1:9999/alerts",
+            "--data",
+            "alert_group_wait_seconds=1",
+            "--data",
+            "alert_group_interval_seconds=2",
+            "--data",
+            "smtp_host=smtp.staging.holistix.test",
+            "--data",
+            "smtp_user=alerts@staging.holistix.test",
+            "--data",
+            'alert_email_to=["ops@staging.holistix.test"]',
+            "--data",
+            'ganymede_egress_networks=["192.0.2.0/24"]',
+            deploy="deploys/monitoring.py",
+            from_probe=PROBE_MONITORING_ALERTS,
+        )
+        assert run.returncode == 0, _report(run)
+        assert smtp_password not in run.stdout + run.stderr, "the SMTP password was printed"
+        password_file = "/etc/prometheus/alertmanager-smtp-password"
+        assert staging_host.exec("stat", "-c", "%U %G %a", password_file).strip() == "root prometheus 640"
+        # byte for byte: Alertmanager before 0.27 sends a trailing newline as part of the password
+        assert staging_host.exec("cat", password_file) == smtp_password
+
+        # Act: a monitored unit fails
+        doomed = staging_host.harness(
+            "exec",
+            staging_host.name,
+            "systemd-run",
+            "--unit=holistix-e2e-doomed",
+            "--property=Type=oneshot",
+            "/bin/false",
+            check=False,
+        )
+        assert doomed.returncode != 0, "the unit was meant to fail"
+
+        # Assert: the operators are told, by name, within a minute
+        def notified():
+            for line in received.read_text().splitlines():
+                notification = json.loads(line)
+                for alert in notification["alerts"]:
+                    labels = alert["labels"]
+                    doomed = labels.get("name") == "holistix-e2e-doomed.service" and alert["status"] == "firing"
+                    if labels.get("alertname") == "SystemdUnitFailed" and doomed:
+                        return notification, alert
+            return None
+
+        found = _eventually(notified, 60)
+        assert found, f"no SystemdUnitFailed notification; received: {received.read_text()[-2000:]}"
+        notification, alert = found
+        assert notification["receiver"] == "webhook"
+        assert alert["labels"]["environment"] == settings.environment
+        assert alert["annotations"]["summary"] == "Unit holistix-e2e-doomed.service failed"
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+        staging_host.exec("systemctl", "reset-failed", "holistix-e2e-doomed.service")
+    # the inventory's settings again: no mail, no webhook, no password kept
+    back = staging_host.pyinfra(deploy="deploys/monitoring.py", from_probe=PROBE_MONITORING_BACK)
+    assert back.returncode == 0, _report(back)
+    assert staging_host.harness("exec", staging_host.name, "test", "-e", password_file, check=False).returncode != 0
+
+
+def test_the_pool_metrics_follow_the_database_and_exhaustion_is_seen(staging_host):
+    env, database = staging_host.settings().environment, staging_host.settings().database_name
+    metrics_unit = f"holistix-gateway-pool-metrics@{env}.service"
+
+    def seen_free(count: int) -> bool:
+        """What the timer does every minute, now; then Prometheus's view once it has scraped it."""
+        staging_host.exec("systemctl", "start", metrics_unit)
+        seen = lambda: [r["value"][1] for r in _prometheus(staging_host, "holistix_gateway_pool_free_gateways")]  # noqa: E731
+        return _eventually(lambda: seen() == [str(count)], 30) or seen()
+
+    # Arrange: the gateways report ready (the stand-in gateways never call Ganymede's /gateway/ready)
+    _psql(staging_host, database, "UPDATE gateways SET ready = true")
+    assert seen_free(3) is True, "the ready gateways are not seen free"
+
+    # Act: three organisations take the three gateways, as Ganymede's allocator would
+    _psql(
+        staging_host,
+        database,
+        "WITH owner AS (INSERT INTO users (username) VALUES ('e2e-pool-owner') RETURNING user_id), "
+        "orgs AS (INSERT INTO organizations (owner_id, name) SELECT user_id, 'e2e-pool-' || n FROM owner, "
+        "generate_series(1, 3) n RETURNING organization_id) "
+        "INSERT INTO organizations_gateways (organization_id, gateway_id) "
+        "SELECT o.organization_id, g.gateway_id FROM (SELECT organization_id, row_number() OVER () r FROM orgs) o "
+        "JOIN (SELECT gateway_id, row_number() OVER () r FROM gateways) g USING (r)",
+    )
+    try:
+        # Assert: the pool is seen empty, and the exhaustion alert starts its 5 minutes
+        assert seen_free(0) is True, "the taken gateways are still seen free"
+        pending = _eventually(lambda: _prometheus(staging_host, 'ALERTS{alertname="GatewayPoolExhausted"}'), 30)
+        assert pending and pending[0]["metric"]["alertstate"] == "pending", pending
+    finally:
+        # the organisations let go (ended_at), as Ganymede records it
+        _psql(staging_host, database, "UPDATE organizations_gateways SET ended_at = now()")
+    assert seen_free(3) is True, "the released gateways are not seen free again"
+
+
+def test_a_rules_file_promtool_rejects_fails_the_run_and_prometheus_keeps_its_rules(staging_host, tmp_path):
+    # Arrange: a copy of the project whose alert rules have a PromQL typo, as a bad edit would
+    copy = tmp_path / "project"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", ".tools", "__pycache__", "*.pyc"))
+    template = copy / "templates" / "monitoring" / "holistix.rules.yml.j2"
+    template.write_text(template.read_text().replace("expr: up == 0", "expr: up === 0", 1))
+    live_before = staging_host.exec("sha256sum", "/etc/prometheus/rules/holistix.yml")
+
+    run = staging_host.pyinfra(deploy="deploys/monitoring.py", from_probe=PROBE_MONITORING_BROKEN, cwd=copy)
+
+    assert run.returncode != 0
+    assert "rejected by the checker, the live file is unchanged: /etc/prometheus/rules/holistix.yml" in run.stderr, (
+        _report(run)
+    )
+    assert staging_host.exec("sha256sum", "/etc/prometheus/rules/holistix.yml") == live_before
+    assert staging_host.exec("ls", "-A", "/etc/prometheus/rules").split() == ["holistix.yml"]
+    loaded = _prometheus(staging_host, "count(ALERTS) or vector(0)")
+    assert loaded, "Prometheus stopped answering"
+    rules = json.loads(staging_host.exec("curl", "-sf", "http://127.0.0.1:9090/api/v1/rules"))["data"]["groups"]
+    assert "TargetDown" in {rule["name"] for group in rules for rule in group["rules"]}
 
 
 def _secret_digests(staging_host) -> str:

@@ -153,7 +153,7 @@ def test_prometheus_config_passes_promtool_and_scrapes_every_component(valid_dat
 
 
 @pytest.mark.parametrize("mail", [False, True])
-def test_alertmanager_config_passes_amtool_and_routes_everything_to_the_operators(
+def test_alertmanager_config_passes_amtool_and_routes_every_alert_to_mail_and_webhook(
     valid_data, mailing_data, tmp_path, mail
 ):
     settings = _settings(mailing_data if mail else valid_data)
@@ -161,18 +161,19 @@ def test_alertmanager_config_passes_amtool_and_routes_everything_to_the_operator
     amtool = _tool("amtool")
     checked = _run(amtool, "check-config", str(files["alertmanager"]))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    routed = _run(amtool, "config", "routes", "test", f"--config.file={files['alertmanager']}", "severity=critical")
-    assert routed.stdout.strip() == "operators", routed.stdout + routed.stderr
-    receiver = yaml.safe_load(files["alertmanager"].read_text())["receivers"][0]
+    for labels in (["severity=critical"], ["severity=warning", "alertname=DiskUsageHigh"]):
+        routed = _run(amtool, "config", "routes", "test", f"--config.file={files['alertmanager']}", *labels)
+        assert routed.stdout.strip() == ("mail,webhook" if mail else "nobody"), routed.stdout + routed.stderr
+    config = yaml.safe_load(files["alertmanager"].read_text())
+    receivers = {receiver["name"]: receiver for receiver in config["receivers"]}
     if mail:
-        assert receiver["email_configs"][0]["to"] == "ops@example.com, oncall@example.com"
-        assert receiver["webhook_configs"][0]["url"] == "https://hooks.example.net/holistix"
+        assert receivers["mail"]["email_configs"][0]["to"] == "ops@example.com, oncall@example.com"
+        assert receivers["webhook"]["webhook_configs"][0]["url"] == "https://hooks.example.net/holistix"
         # the password is read from a file, never written into the configuration
-        assert yaml.safe_load(files["alertmanager"].read_text())["global"]["smtp_auth_password_file"] == (
-            monitoring.SMTP_PASSWORD_FILE
-        )
+        assert config["global"]["smtp_auth_password_file"] == monitoring.SMTP_PASSWORD_FILE
+        assert config["global"]["smtp_require_tls"] is False  # port 465: implicit TLS
     else:
-        assert set(receiver) == {"name"}
+        assert receivers == {"nobody": {"name": "nobody"}}
 
 
 def test_blackbox_config_passes_the_exporters_check(valid_data, tmp_path):
