@@ -135,7 +135,12 @@ def actual(env: str) -> dict[str, dict]:
     for line in listing.stdout.splitlines():
         container = json.loads(line)
         labels = dict(item.split("=", 1) for item in container.get("Labels", "").split(",") if "=" in item)
-        found[container["Names"]] = {"spec": labels.get(SPEC_LABEL), "running": container["State"] == "running"}
+        found[container["Names"]] = {
+            "spec": labels.get(SPEC_LABEL),
+            "running": container["State"] == "running",
+            # Docker's health check verdict is in the status text: "Up 5 minutes (unhealthy)"
+            "unhealthy": "(unhealthy)" in container.get("Status", ""),
+        }
     return found
 
 
@@ -307,17 +312,6 @@ GATEWAYS_QUERY = (
 )
 
 
-def unhealthy(env: str) -> int:
-    listing = subprocess.run(
-        ["docker", "ps", "-q", "--filter", f"label={POOL_LABEL}={env}", "--filter", "health=unhealthy"],
-        capture_output=True,
-        text=True,
-    )
-    if listing.returncode != 0:
-        fail(f"docker ps failed: {listing.stderr.strip()}")
-    return len(listing.stdout.split())
-
-
 def gateway_rows(database: str) -> tuple[int, int, int]:
     """(registered, ready, free) gateways, as Ganymede's allocator sees them."""
     done = subprocess.run(
@@ -375,7 +369,7 @@ def write_metrics(env: str) -> None:
         env,
         wanted["size"],
         sum(1 for container in present.values() if container["running"]),
-        unhealthy(env),
+        sum(1 for container in present.values() if container["unhealthy"]),
         gateway_rows(wanted["database"]),
     )
     directory = Path(wanted["metrics_dir"])

@@ -299,3 +299,24 @@ def test_gateway_pool_metrics_are_one_gauge_each_for_node_exporter():
         "holistix_gateway_pool_free_gateways": 0,
     }
     assert text.count("# TYPE") == 7 and text.endswith("\n")
+
+
+def test_the_pool_helper_reads_running_and_unhealthy_containers_from_docker(monkeypatch):
+    pool = host_script("gateway_pool/gateway_pool.py")
+    listing = [
+        {"Names": "gw-pool-prod-1", "State": "running", "Status": "Up 2 hours (healthy)", "Labels": "a=b"},
+        {"Names": "gw-pool-prod-2", "State": "running", "Status": "Up 2 hours (unhealthy)", "Labels": ""},
+        {"Names": "gw-pool-prod-3", "State": "exited", "Status": "Exited (1) 5 minutes ago", "Labels": ""},
+    ]
+
+    def docker_ps(command, **_):
+        assert command[:3] == ["docker", "ps", "-a"] and f"label={pool.POOL_LABEL}=prod" in command
+        return subprocess.CompletedProcess(command, 0, "\n".join(json.dumps(c) for c in listing) + "\n", "")
+
+    monkeypatch.setattr(pool.subprocess, "run", docker_ps)
+    present = pool.actual("prod")
+    assert {name: (c["running"], c["unhealthy"]) for name, c in present.items()} == {
+        "gw-pool-prod-1": (True, False),
+        "gw-pool-prod-2": (True, True),
+        "gw-pool-prod-3": (False, False),
+    }
