@@ -104,16 +104,10 @@ if settings.alert_email_to and smtp_password:
         group="prometheus",
         newline=False,
     )
-elif not settings.alert_email_to:
-    files.file(
-        name=f"Ensure {monitoring.SMTP_PASSWORD_FILE} is not kept (no alert mail)",
-        path=monitoring.SMTP_PASSWORD_FILE,
-        present=False,
-    )
 
 
 # -- configuration, each checked by its own tool before the live file changes ---------------------------
-def _checked(path: str, content: str, validate: str, what: str):
+def _checked(path: str, content: str, validate: str, what: str, **attributes):
     directory, name = path.rsplit("/", 1)
     return validated_file(
         name=f"Ensure {path} holds {what} (checked first)",
@@ -121,6 +115,7 @@ def _checked(path: str, content: str, validate: str, what: str):
         content=content,
         validate=validate,
         candidate=f"{directory}/.{name}.candidate",
+        **attributes,
     )
 
 
@@ -141,7 +136,17 @@ alertmanager_config = _checked(
     monitoring.render_alertmanager_config(settings),
     "amtool check-config {path} >/dev/null",
     "the alert routes",
+    # the webhook URL may carry a token: Alertmanager's group only
+    mode="0640",
+    group="prometheus",
 )
+if not settings.alert_email_to:
+    # after the routes stopped naming it
+    files.file(
+        name=f"Ensure {monitoring.SMTP_PASSWORD_FILE} is not kept (no alert mail)",
+        path=monitoring.SMTP_PASSWORD_FILE,
+        present=False,
+    )
 blackbox_config = _checked(
     monitoring.BLACKBOX_CONFIG,
     monitoring.render_blackbox_config(settings),

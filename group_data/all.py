@@ -244,7 +244,7 @@ monitoring_retention_size = '4G'
 # monitoring: How often Prometheus scrapes every target and evaluates the alert rules.
 monitoring_scrape_interval_seconds = 15
 
-# monitoring: PEM file, on the machine that runs pyinfra, of the CA the HTTPS probes trust besides the system's (a private ACME CA in tests); None trusts the system's CAs only.
+# monitoring: PEM file, on the machine that runs pyinfra, of the only CA the HTTPS probes then trust, instead of the system's (a private ACME CA in tests); None trusts the system's CAs, as production should.
 monitoring_probe_ca_file = None
 
 # monitoring: Addresses Alertmanager mails alerts to, through smtp_host as smtp_user (password from HOLISTIX_SMTP_PASSWORD). Empty sends no mail.
@@ -253,7 +253,7 @@ alert_email_to = []
 # monitoring: Sender of alert mail; None is alerts@DOMAIN.
 alert_email_from = None
 
-# monitoring: http(s) URL Alertmanager posts alerts to (its webhook JSON), e.g. a chat bridge or paging service. With neither alert_email_to nor this, alerts are only seen in Alertmanager.
+# monitoring: http(s) URL Alertmanager posts alerts to (its webhook JSON), e.g. a chat bridge or paging service; kept in alertmanager.yml (0640, root:prometheus). A URL that carries a token is a credential: read it from the environment in your inventory file rather than writing it there. With neither alert_email_to nor this, alerts are only seen in Alertmanager.
 alert_webhook_url = None
 
 # monitoring: How long Alertmanager gathers the first alerts of a group before it notifies.
@@ -277,7 +277,7 @@ alert_api_error_percent = 5.0
 # monitoring: Below this request rate the API error alert stays quiet (two failed calls of five are not an outage).
 alert_api_min_requests_per_minute = 1.0
 
-# monitoring: A served certificate expiring in fewer days than this, for a whole day (certbot renews at 30 days and retries twice a day), alerts.
+# monitoring: A served certificate that has had fewer days left than this for a whole day alerts (certbot renews at 30 days left and tries twice a day).
 alert_certificate_days = 30
 
 # monitoring: A last successful backup older than this alerts (a daily backup plus its random delay).

@@ -395,9 +395,8 @@ class DaemonBehind(FactBase):
             else "echo current"
         )
         return (
-            f"started=$(systemctl show -P ExecMainStartTimestamp {unit});"
-            ' case "$started" in ""|n/a) echo stopped; exit 0;; esac;'
-            ' started=$(date -d "$started" +%s);'
+            f"started=$(systemctl show -P ExecMainStartTimestamp --timestamp=unix {unit});"
+            ' case "$started" in @*) started=${started#@};; *) echo stopped; exit 0;; esac;'
             f' if [ "$({newest.format(" ".join(restart_paths))})" -gt "$started" ]; then echo restart; else {reload_check}; fi'
         )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from holistix_deploy import nginx
 from holistix_deploy.settings import COREDNS_LOOPBACK_PORTS, MONITORING_LOOPBACK_PORTS, Settings
 from holistix_deploy.templating import render
 
@@ -82,7 +83,7 @@ def render_hardening(component: Component) -> str:
         unit=component.unit,
         read_write=list(component.writes),
         private_users=not (component.host_view or component.groups),
-        needs_all_proc=component.host_view,
+        host_view=component.host_view,
         address_families=families,
         loopback_only=component.loopback_only,
         groups=list(component.groups),
@@ -158,9 +159,13 @@ def unit_environment(settings: Settings) -> dict[str, str]:
         f"DATA_SOURCE_NAME='user={POSTGRES_ROLE} host=/run/postgresql dbname=postgres sslmode=disable'\n"
         + files["prometheus-postgres-exporter"]
     )
-    files["mtail"] = (
-        f"HOST={LOOPBACK}\nPORT={MONITORING_LOOPBACK_PORTS['mtail']}\nLOGS=/var/log/nginx/*access.log\nEXTRA_ARGS=\n"
+    # the HTTPS server blocks' logs, the organisation blocks' (contract 1.5) and nginx's main one;
+    # not the HTTP redirects'
+    logs = ",".join(
+        [nginx.access_log(settings, server) for server in (None, "frontend", "ganymede")]
+        + [f"{nginx.LOG_DIR}/gateway-*-access.log"]
     )
+    files["mtail"] = f"HOST={LOOPBACK}\nPORT={MONITORING_LOOPBACK_PORTS['mtail']}\nLOGS={logs}\nEXTRA_ARGS=\n"
     return {unit: f"# {MANAGED}\n{text}" for unit, text in files.items()}
 
 

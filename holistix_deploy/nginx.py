@@ -29,6 +29,12 @@ def site_file(settings: Settings) -> str:
     return f"{CONFIG_DIR}/holistix/{settings.environment}.conf"
 
 
+def access_log(settings: Settings, server: str | None = None) -> str:
+    """The access log of one of the site's server blocks ("redirect", "frontend", "ganymede"); with
+    none, nginx's main one (the organisation blocks Ganymede writes log there)."""
+    return f"{LOG_DIR}/{settings.environment}-{server}.access.log" if server else f"{LOG_DIR}/access.log"
+
+
 def headers_file(settings: Settings, server: str) -> str:
     return f"{CONFIG_DIR}/holistix/{settings.environment}/{server}-headers.conf"
 
@@ -125,6 +131,7 @@ def render_site(settings: Settings, version: tuple[int, int]) -> str:
         frontend_headers=relative(headers_file(settings, "frontend")),
         ganymede_headers=relative(headers_file(settings, "ganymede")),
         log_dir=LOG_DIR,
+        access_logs={server: access_log(settings, server) for server in ("redirect", "frontend", "ganymede")},
         # nginx 1.25.1 moved HTTP/2 from a listen parameter to its own directive
         http2_directive=version >= (1, 25),
     )

@@ -977,8 +977,8 @@ class Settings(BaseModel):
     monitoring_probe_ca_file: str | None = _setting(
         None,
         module="monitoring",
-        description="PEM file, on the machine that runs pyinfra, of the CA the HTTPS probes trust besides the "
-        "system's (a private ACME CA in tests); None trusts the system's CAs only.",
+        description="PEM file, on the machine that runs pyinfra, of the only CA the HTTPS probes then trust, "
+        "instead of the system's (a private ACME CA in tests); None trusts the system's CAs, as production should.",
     )
     alert_email_to: list[str] = _setting(
         [],
@@ -996,7 +996,9 @@ class Settings(BaseModel):
         None,
         module="monitoring",
         description="http(s) URL Alertmanager posts alerts to (its webhook JSON), e.g. a chat bridge or paging "
-        "service. With neither alert_email_to nor this, alerts are only seen in Alertmanager.",
+        "service; kept in alertmanager.yml (0640, root:prometheus). A URL that carries a token is a credential: "
+        "read it from the environment in your inventory file rather than writing it there. With neither "
+        "alert_email_to nor this, alerts are only seen in Alertmanager.",
     )
     alert_group_wait_seconds: int = _setting(
         30,
@@ -1046,8 +1048,8 @@ class Settings(BaseModel):
         module="monitoring",
         ge=1,
         le=89,
-        description="A served certificate expiring in fewer days than this, for a whole day (certbot renews at "
-        "30 days and retries twice a day), alerts.",
+        description="A served certificate that has had fewer days left than this for a whole day alerts (certbot "
+        "renews at 30 days left and tries twice a day).",
     )
     alert_backup_max_age_hours: int = _setting(
         26,

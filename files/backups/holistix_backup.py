@@ -390,7 +390,7 @@ METRICS = (
         "backup",
         "last_success",
         "holistix_backup_last_success_timestamp_seconds",
-        "When a backup last succeeded (0: never).",
+        "When a backup last succeeded (absent until one does).",
     ),
     ("backup", "duration", "holistix_backup_duration_seconds", "How long the last backup run took."),
     ("backup", "staged_bytes", "holistix_backup_size_bytes", "Bytes the last successful backup read."),
@@ -414,7 +414,7 @@ METRICS = (
         "restore_test",
         "last_success",
         "holistix_backup_restore_test_last_success_timestamp_seconds",
-        "When a restore test last matched its manifest (0: never).",
+        "When a restore test last matched its manifest (absent until one does).",
     ),
 )
 
