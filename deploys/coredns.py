@@ -6,7 +6,8 @@ system user; /etc/coredns/Corefile (started by a throwaway CoreDNS before it is 
 the zone /etc/coredns/zones/db.DOMAIN (checked by named-checkzone; SOA serial raised exactly
 when the content changes; served within 2 s without a restart); the sandboxed coredns.service;
 the DNS-01 helper holistix-acme-dns for the letsencrypt module; systemd-resolved's stub
-listener turned off where resolved runs; /etc/resolv.conf pointed at CoreDNS once it answers.
+listener turned off where resolved runs; /etc/resolv.conf pointed at CoreDNS once it answers, and
+resolved (where it runs) asking CoreDNS alone.
 
 Reads: domain, admin_email, public_ipv4, public_ipv6, docker_bridge_cidr, coredns_*, dns_*.
 Restarts coredns only when its binary or unit changed; reloads it when the Corefile changed.
@@ -196,3 +197,17 @@ resolv_conf(
     domain=domain,
     nameserver=dns.LOOPBACK,
 )
+if "systemd-resolved.service" in host.get_fact(SystemdStatus):
+    # only now that CoreDNS answers: a CoreDNS that never started must not take resolved's DNS away
+    resolved_upstream = files.put(
+        name="Ensure systemd-resolved asks CoreDNS alone",
+        src=StringIO(render("coredns/resolved-coredns.conf.j2", nameserver=dns.LOOPBACK)),
+        dest="/etc/systemd/resolved.conf.d/holistix-coredns.conf",
+        mode="0644",
+    )
+    systemd.service(
+        name="Ensure systemd-resolved uses CoreDNS now",
+        service="systemd-resolved",
+        restarted=True,
+        _if=resolved_upstream.did_change,
+    )

@@ -4,6 +4,7 @@ only, sandboxed, with the host resolving through it."""
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 
@@ -103,6 +104,16 @@ def test_systemd_resolved_no_longer_holds_port_53(host):
         f"a resolved stub listener is still there:\n{listeners}"
     )
     assert not re.search(r":5355\s", listeners), "LLMNR (5355) must be off on a server"
+
+
+def test_programs_on_the_host_resolve_the_platforms_names_through_coredns(host, settings):
+    """getaddrinfo, as Ganymede's organisation checks use it: through resolved where it runs
+    (nss-resolve on Ubuntu), else /etc/resolv.conf; never a fallback's answer."""
+    name = f"org-{uuid.uuid4()}.{settings.domain}"
+    for _ in range(3):  # a fallback resolver once chosen would answer every time
+        assert host.check_output(f"getent ahostsv4 {name} | head -1").split()[0] == str(settings.public_ipv4)
+    if host.service("systemd-resolved").is_running:
+        assert "DNS Servers: 127.0.0.1\n" in host.check_output("resolvectl status") + "\n"
 
 
 def test_acme_challenge_helper_is_installed_for_the_letsencrypt_module(host, settings):
