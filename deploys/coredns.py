@@ -191,13 +191,14 @@ dns_server_answers(
     domain=domain,
     unit="coredns",
 )
+resolved_runs = "systemd-resolved.service" in host.get_fact(SystemdStatus)
 resolv_conf(
     name="Ensure the host resolves through CoreDNS (switched only once CoreDNS answers)",
-    content=dns.render_resolv_conf(settings),
+    content=dns.render_resolv_conf(settings, fallbacks=not resolved_runs),
     domain=domain,
     nameserver=dns.LOOPBACK,
 )
-if "systemd-resolved.service" in host.get_fact(SystemdStatus):
+if resolved_runs:
     # only now that CoreDNS answers: a CoreDNS that never started must not take resolved's DNS away
     resolved_upstream = files.put(
         name="Ensure systemd-resolved asks CoreDNS alone",

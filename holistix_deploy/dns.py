@@ -135,10 +135,12 @@ def render_corefile(settings: Settings) -> str:
     )
 
 
-def render_resolv_conf(settings: Settings) -> str:
+def render_resolv_conf(settings: Settings, fallbacks: bool = True) -> str:
     """CoreDNS first; then (glibc reads three) upstreams, so the host still resolves outside
-    names while CoreDNS restarts."""
-    return render("coredns/resolv.conf.j2", fallbacks=[str(address) for address in settings.dns_upstreams[:2]])
+    names while CoreDNS restarts. No fallbacks where systemd-resolved runs: it imports this
+    file's servers and, once on a fallback, stays there (resolving the platform's names outside)."""
+    upstreams = [str(address) for address in settings.dns_upstreams[:2]] if fallbacks else []
+    return render("coredns/resolv.conf.j2", fallbacks=upstreams)
 
 
 def architecture(uname_machine: str) -> str:
