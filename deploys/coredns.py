@@ -117,7 +117,8 @@ validated_file(
 )
 
 # -- port 53: systemd-resolved's stub steps aside, without the host losing DNS -------------------
-if "systemd-resolved.service" in host.get_fact(SystemdStatus):
+resolved_runs = "systemd-resolved.service" in host.get_fact(SystemdStatus)
+if resolved_runs:
     resolv_conf_text = "\n".join(host.get_fact(FileContents, path="/etc/resolv.conf") or [])
     if re.search(r"^nameserver\s+127\.0\.0\.53\b", resolv_conf_text, re.M):
         server.shell(
@@ -191,7 +192,6 @@ dns_server_answers(
     domain=domain,
     unit="coredns",
 )
-resolved_runs = "systemd-resolved.service" in host.get_fact(SystemdStatus)
 resolv_conf(
     name="Ensure the host resolves through CoreDNS (switched only once CoreDNS answers)",
     content=dns.render_resolv_conf(settings, fallbacks=not resolved_runs),

@@ -23,8 +23,9 @@ SMTP_PASSWORD_FILE = f"{CONFIG_DIR}/alertmanager-smtp-password"
 MTAIL_PROGRAM = "/etc/mtail/holistix_nginx.mtail"
 # node_exporter's textfile collector directory in Debian's and Ubuntu's prometheus-node-exporter
 METRICS_DIR = "/var/lib/prometheus/node-exporter"
-# Prometheus's storage in Debian's package
+# Prometheus's and Alertmanager's storage in Debian's packages
 STORAGE_DIR = "/var/lib/prometheus/metrics2"
+ALERTMANAGER_STORAGE_DIR = "/var/lib/prometheus/alertmanager"
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ COMPONENTS = (
         "alertmanager",
         "alertmanager",
         False,
-        writes=("/var/lib/prometheus/alertmanager",),
+        writes=(ALERTMANAGER_STORAGE_DIR,),
     ),
     Component("prometheus-node-exporter", "prometheus-node-exporter", "node_exporter", "node", True, host_view=True),
     Component("prometheus-postgres-exporter", "prometheus-postgres-exporter", "postgres_exporter", "postgres", True),
@@ -94,10 +95,6 @@ def hardening_file(component: Component) -> str:
     return f"/etc/systemd/system/{component.unit}.service.d/50-holistix-hardening.conf"
 
 
-def nginx_status_address() -> str:
-    return f"{LOOPBACK}:{MONITORING_LOOPBACK_PORTS['nginx_status']}"
-
-
 def probe_targets(settings: Settings) -> dict[str, list[str]]:
     """{job: targets} of the blackbox probes: the frontend must answer 2xx, Ganymede anything
     below 500 (its health gate's rule), CoreDNS the domain's SOA."""
@@ -110,8 +107,11 @@ def probe_targets(settings: Settings) -> dict[str, list[str]]:
 
 def unit_arguments(settings: Settings) -> dict[str, str]:
     """The command line each package's unit runs ($ARGS in /etc/default/<unit>): loopback only."""
-    ports = MONITORING_LOOPBACK_PORTS
     size = settings.monitoring_retention_size + "B"  # Prometheus writes sizes as 4GB
+
+    def listen(unit: str) -> str:
+        return f"--web.listen-address={component(unit).address}"
+
     return {
         "prometheus": " ".join(
             [
@@ -119,34 +119,27 @@ def unit_arguments(settings: Settings) -> dict[str, str]:
                 f"--storage.tsdb.path={STORAGE_DIR}/",
                 f"--storage.tsdb.retention.time={settings.monitoring_retention_days}d",
                 f"--storage.tsdb.retention.size={size}",
-                f"--web.listen-address={LOOPBACK}:{ports['prometheus']}",
+                listen("prometheus"),
             ]
         ),
         "prometheus-alertmanager": " ".join(
             [
                 f"--config.file={ALERTMANAGER_CONFIG}",
-                "--storage.path=/var/lib/prometheus/alertmanager/",
-                f"--web.listen-address={LOOPBACK}:{ports['alertmanager']}",
+                f"--storage.path={ALERTMANAGER_STORAGE_DIR}/",
+                listen("prometheus-alertmanager"),
                 # one Alertmanager: no gossip listener (it would listen on every address)
                 "--cluster.listen-address=",
             ]
         ),
         "prometheus-node-exporter": " ".join(
-            [
-                f"--web.listen-address={LOOPBACK}:{ports['node_exporter']}",
-                f"--collector.textfile.directory={METRICS_DIR}",
-                "--collector.systemd",
-            ]
+            [listen("prometheus-node-exporter"), f"--collector.textfile.directory={METRICS_DIR}", "--collector.systemd"]
         ),
-        "prometheus-postgres-exporter": f"--web.listen-address={LOOPBACK}:{ports['postgres_exporter']}",
+        "prometheus-postgres-exporter": listen("prometheus-postgres-exporter"),
         "prometheus-nginx-exporter": " ".join(
-            [
-                f"--web.listen-address={LOOPBACK}:{ports['nginx_exporter']}",
-                f"--nginx.scrape-uri=http://{nginx_status_address()}/stub_status",
-            ]
+            [listen("prometheus-nginx-exporter"), f"--nginx.scrape-uri=http://{nginx.STATUS_ADDRESS}/stub_status"]
         ),
         "prometheus-blackbox-exporter": " ".join(
-            [f"--config.file={BLACKBOX_CONFIG}", f"--web.listen-address={LOOPBACK}:{ports['blackbox_exporter']}"]
+            [f"--config.file={BLACKBOX_CONFIG}", listen("prometheus-blackbox-exporter")]
         ),
     }
 
@@ -165,7 +158,7 @@ def unit_environment(settings: Settings) -> dict[str, str]:
         [nginx.access_log(settings, server) for server in (None, "frontend", "ganymede")]
         + [f"{nginx.LOG_DIR}/gateway-*-access.log"]
     )
-    files["mtail"] = f"HOST={LOOPBACK}\nPORT={MONITORING_LOOPBACK_PORTS['mtail']}\nLOGS={logs}\nEXTRA_ARGS=\n"
+    files["mtail"] = f"HOST={LOOPBACK}\nPORT={component('mtail').port}\nLOGS={logs}\nEXTRA_ARGS=\n"
     return {unit: f"# {MANAGED}\n{text}" for unit, text in files.items()}
 
 

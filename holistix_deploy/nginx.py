@@ -14,6 +14,8 @@ LOG_DIR = "/var/log/nginx"
 DISTRIBUTION_SITE = f"{CONFIG_DIR}/sites-enabled/default"
 # the host-made CA that signs the placeholder certificate (verify it with holistix-ca.crt there)
 PLACEHOLDER_CA_DIR = "/etc/ssl/holistix/placeholder-ca"
+# stub_status, for the monitoring module's nginx exporter: loopback only
+STATUS_ADDRESS = f"127.0.0.1:{MONITORING_LOOPBACK_PORTS['nginx_status']}"
 # the candidate tree `nginx -t` checks before anything live changes (tmpfs, root only)
 CANDIDATE_DIR = "/run/holistix/nginx-candidate"
 # HSTS: two years, every subdomain (OWASP secure headers project)
@@ -111,7 +113,7 @@ def render_main_config(settings: Settings, version: tuple[int, int]) -> str:
         gateways=relative(settings.nginx_gateways_dir),
         log_dir=LOG_DIR,
         version=version,
-        status_address=f"127.0.0.1:{MONITORING_LOOPBACK_PORTS['nginx_status']}",
+        status_address=STATUS_ADDRESS,
     )
 
 
