@@ -43,12 +43,14 @@ if settings.alert_email_to and not smtp_password and not host.get_fact(File, pat
     )
 
 # -- before the packages: their units start at install, and must start on loopback, confined ----------
+# 0640: the postgres exporter's package makes its file so (a DSN may hold a password); a re-run
+# must not undo what its postinst did, and none of these files is for anyone but systemd
 defaults = {
     unit: files.put(
         name=f"Ensure /etc/default/{unit} keeps {unit} on loopback",
         src=StringIO(text),
         dest=f"/etc/default/{unit}",
-        mode="0644",
+        mode="0640",
     )
     for unit, text in monitoring.unit_environment(settings).items()
 }
@@ -85,16 +87,14 @@ files.directory(
     name=f"Ensure {Path(monitoring.RULES_FILE).parent} exists", path=str(Path(monitoring.RULES_FILE).parent)
 )
 if settings.monitoring_probe_ca_file:
-    probe_ca = files.put(
+    files.put(
         name=f"Ensure {monitoring.PROBE_CA_FILE} holds the CA the HTTPS probes trust",
         src=settings.monitoring_probe_ca_file,
         dest=monitoring.PROBE_CA_FILE,
         mode="0644",
     )
 else:
-    probe_ca = files.file(
-        name=f"Ensure {monitoring.PROBE_CA_FILE} is not kept", path=monitoring.PROBE_CA_FILE, present=False
-    )
+    files.file(name=f"Ensure {monitoring.PROBE_CA_FILE} is not kept", path=monitoring.PROBE_CA_FILE, present=False)
 if settings.alert_email_to and smtp_password:
     operator_secret(
         name="Ensure Alertmanager's SMTP password from HOLISTIX_SMTP_PASSWORD is stored",
@@ -119,19 +119,19 @@ def _checked(path: str, content: str, validate: str, what: str, **attributes):
     )
 
 
-rules = _checked(
+_checked(
     monitoring.RULES_FILE,
     monitoring.render_rules(settings),
     "promtool check rules --lint=all --lint-fatal {path} >/dev/null",
     "the alert rules",
 )
-prometheus_config = _checked(
+_checked(
     monitoring.PROMETHEUS_CONFIG,
     monitoring.render_prometheus_config(settings),
     "promtool check config {path} >/dev/null",
     "the scrape targets",
 )
-alertmanager_config = _checked(
+_checked(
     monitoring.ALERTMANAGER_CONFIG,
     monitoring.render_alertmanager_config(settings),
     "amtool check-config {path} >/dev/null",
@@ -147,14 +147,14 @@ if not settings.alert_email_to:
         path=monitoring.SMTP_PASSWORD_FILE,
         present=False,
     )
-blackbox_config = _checked(
+_checked(
     monitoring.BLACKBOX_CONFIG,
     monitoring.render_blackbox_config(settings),
     "prometheus-blackbox-exporter --config.check --config.file={path} 2>/dev/null",
     "the probes",
 )
 # mtail compiles every program of a directory: the candidate is compiled alone in a scratch one
-mtail_program = _checked(
+_checked(
     monitoring.MTAIL_PROGRAM,
     monitoring.render_mtail_program(settings),
     # (it still opens its HTTP port: any free one)
