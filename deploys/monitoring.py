@@ -1,4 +1,4 @@
-"""monitoring: metrics and alerts for the whole host, from the distribution's packages.
+"""monitoring: metrics, alerts and logs for the whole host.
 
 Manages: Prometheus (retention from settings; the alert rules, checked by promtool), Alertmanager
 (mail through smtp_host and/or a webhook; checked by amtool; no cluster listener), the node
@@ -6,11 +6,13 @@ exporter (with the systemd collector and the textfile directory the backups and 
 write to), the PostgreSQL exporter (peer login as a pg_monitor role), the nginx exporter (nginx's
 stub_status on loopback), the blackbox exporter (HTTPS probes of DOMAIN and ganymede.DOMAIN with
 their certificates' expiry, a DNS probe of CoreDNS), mtail (Ganymede's responses by status from
-nginx's access log) and CoreDNS's own metrics. Every listener is on 127.0.0.1; every unit gets a
-sandboxing drop-in. Configuration is checked by its own tool before it replaces the live file,
+nginx's access log) and CoreDNS's own metrics, all from the distribution's packages; VictoriaLogs
+(the logs store, retention from settings) with vlagent shipping nginx's logs to it, from
+VictoriaLogs's release tarballs (pinned, sha256-checked), and systemd-journal-upload shipping the
+journal. Every listener is on 127.0.0.1; every unit gets a sandboxing drop-in. Configuration is checked by its own tool before it replaces the live file,
 then the daemon reloads; a rejected file fails the run and the old one keeps serving.
 
-Reads: domain, environment, ganymede_health_path, smtp_*, monitoring_*, alert_*.
+Reads: domain, environment, ganymede_health_path, smtp_*, monitoring_*, logs_*, victorialogs_*, alert_*.
 Needs: postgres, nginx, coredns (it scrapes them); the SMTP password (HOLISTIX_SMTP_PASSWORD)
 when alert_email_to is set.
 
@@ -22,12 +24,18 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.facts.files import File
+from pyinfra.facts.server import Arch
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from holistix_deploy import monitoring
+from holistix_deploy import dns, monitoring
 from holistix_deploy.facts import AptPackageAvailable, DaemonBehind
-from holistix_deploy.operations import operator_secret, postgres_monitoring_role, validated_file
+from holistix_deploy.operations import (
+    operator_secret,
+    postgres_monitoring_role,
+    validated_file,
+    victorialogs_release,
+)
 from holistix_deploy.secrets import read_operator_secrets
 from holistix_deploy.settings import SettingsError, load_settings
 
@@ -41,6 +49,7 @@ if settings.alert_email_to and not smtp_password and not host.get_fact(File, pat
             f"in to {settings.smtp_host} as {settings.smtp_user}); not set and not stored on the host by an earlier run"
         ],
     )
+releases = monitoring.victorialogs_releases(settings, dns.architecture(host.get_fact(Arch)), host.name)
 
 # -- before the packages: their units start at install, and must start on loopback, confined ----------
 # 0640: the postgres exporter's package makes its file so (a DSN may hold a password); a re-run
@@ -64,18 +73,40 @@ for component in monitoring.COMPONENTS:
         dest=drop_in,
         mode="0644",
     )
-systemd.daemon_reload(name="Reload systemd's units", _if=any_changed(*hardening.values()))
+units = {
+    path: files.put(name=f"Ensure {path} is in place", src=StringIO(text), dest=path, mode="0644")
+    for path, text in monitoring.render_log_units(settings).items()
+}
+journal_upload = {}
+for path, text in monitoring.render_journal_upload(settings).items():
+    files.directory(name=f"Ensure {Path(path).parent} exists", path=str(Path(path).parent), mode="0755")
+    journal_upload[path] = files.put(
+        name=f"Ensure {path} sends the journal to VictoriaLogs", src=StringIO(text), dest=path, mode="0644"
+    )
+systemd.daemon_reload(
+    name="Reload systemd's units",
+    _if=any_changed(*hardening.values(), *units.values(), *journal_upload.values()),
+)
 
 # Debian 13 ships promtool apart from prometheus; elsewhere prometheus has it
-packages = [component.package for component in monitoring.COMPONENTS] + ["dbus"]
+packages = [component.package for component in monitoring.COMPONENTS if component.package]
+packages += ["dbus", "systemd-journal-remote"]
 packages += ["promtool"] if host.get_fact(AptPackageAvailable, package="promtool") else []
 apt.packages(
-    name="Ensure Prometheus, Alertmanager, the exporters and mtail are installed",
+    name="Ensure Prometheus, Alertmanager, the exporters, mtail and the journal uploader are installed",
     packages=packages,
     update=True,
     cache_time=settings.apt_cache_valid_seconds,
     no_recommends=True,
 )
+for release in releases:
+    victorialogs_release(
+        name=f"Ensure {release['tarball']} is installed ({', '.join(release['binaries'].values())}), checked against its sha256",
+        version=settings.victorialogs_version,
+        url=release["url"],
+        sha256=release["sha256"],
+        binaries=release["binaries"],
+    )
 
 # -- what the exporters read --------------------------------------------------------------------------
 postgres_monitoring_role(
@@ -178,14 +209,18 @@ reloads = {
         "blackbox_exporter_config_last_reload_success_timestamp_seconds",
     ),
 }
+release_binaries = [path for binaries in monitoring.RELEASE_BINARIES.values() for path in binaries.values()]
 for component in monitoring.COMPONENTS:
     unit = component.unit
     reload_paths, reload_metric = reloads.get(unit, ([], None))
-    # mtail starts its counters again either way: a new program restarts it
-    program = [monitoring.MTAIL_PROGRAM] if unit == "mtail" else []
+    if component.package:
+        # mtail starts its counters again either way: a new program restarts it
+        restart_paths = [f"/etc/default/{unit}", *([monitoring.MTAIL_PROGRAM] if unit == "mtail" else [])]
+    else:
+        restart_paths = [monitoring.unit_file(component), *release_binaries]
     behind = {
         "unit": unit,
-        "restart_paths": [f"/etc/default/{unit}", monitoring.hardening_file(component), *program],
+        "restart_paths": [*restart_paths, monitoring.hardening_file(component)],
         "reload_paths": reload_paths,
         "reload_metric": reload_metric,
         "metrics_url": f"http://{component.address}/metrics",
@@ -202,3 +237,21 @@ for component in monitoring.COMPONENTS:
             commands=[f"systemctl reload {unit}"],
             _if=lambda behind=behind: host.get_fact(DaemonBehind, **behind) == "reload",
         )
+
+# the journal goes once the store runs (it uploads from where it stopped: its cursor is kept)
+systemd.service(
+    name="Ensure systemd-journal-upload ships the journal and starts at boot",
+    service="systemd-journal-upload",
+    running=True,
+    enabled=True,
+)
+server.shell(
+    name="Ensure systemd-journal-upload runs its current configuration",
+    commands=["systemctl restart systemd-journal-upload"],
+    _if=lambda: (
+        host.get_fact(
+            DaemonBehind, unit="systemd-journal-upload", restart_paths=list(monitoring.render_journal_upload(settings))
+        )
+        == "restart"
+    ),
+)

@@ -247,6 +247,21 @@ monitoring_scrape_interval_seconds = 15
 # monitoring: PEM file, on the machine that runs pyinfra, of the only CA the HTTPS probes then trust, instead of the system's (a private ACME CA in tests); None trusts the system's CAs, as production should.
 monitoring_probe_ca_file = None
 
+# monitoring: Days of logs (the journal's and nginx's) VictoriaLogs keeps; older days are dropped whole.
+logs_retention_days = 14
+
+# monitoring: Disk VictoriaLogs may take (K, M or G, binary); the oldest days go first when it is reached.
+logs_retention_size = '4G'
+
+# monitoring: VictoriaLogs release whose victoria-logs, vlagent and vlogscli go to /usr/local/bin (changing it needs victorialogs_sha256 for its tarballs).
+victorialogs_version = '1.52.1'
+
+# monitoring: Where VictoriaLogs's release tarballs are fetched; {name} (victoria-logs, vlutils), {version} and {arch} (amd64, arm64) are filled in.
+victorialogs_download_url = 'https://github.com/VictoriaMetrics/VictoriaLogs/releases/download/v{version}/{name}-linux-{arch}-v{version}.tar.gz'
+
+# monitoring: sha256 of each release tarball the host needs, keyed by the tarball's file name, from the release's _checksums.txt files (a missing or wrong one stops the run before anything changes).
+victorialogs_sha256 = {}
+
 # monitoring: Addresses Alertmanager mails alerts to, through smtp_host as smtp_user (password from HOLISTIX_SMTP_PASSWORD). Empty sends no mail.
 alert_email_to = []
 

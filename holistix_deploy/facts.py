@@ -208,6 +208,18 @@ class CorednsVersion(FactBase):
         return text or None
 
 
+class VictoriaLogsVersion(FactBase):
+    """Release of an installed VictoriaLogs binary ("1.52.1"; its -version says
+    "victoria-logs-20251201-101010-tags-v1.52.1-0-gabcdef0"), or None when there is none."""
+
+    def command(self, binary: str) -> str:
+        return f"test -x {binary} && {binary} -version 2>/dev/null | sed -nE 's/.*-tags-v([0-9.]+)-.*/\\1/p' || true"
+
+    def process(self, output):
+        text = " ".join(output).strip()
+        return text or None
+
+
 class ZoneSerial(FactBase):
     """The SOA serial and content digest of a zone file the coredns module rendered, or None.
 

@@ -1,5 +1,6 @@
 """What the monitoring module runs, derived from the settings: the exporters and their loopback
-listeners, Prometheus's scrape targets, the alert rules, Alertmanager's routes, the probes.
+listeners, Prometheus's scrape targets, the alert rules, Alertmanager's routes, the probes, and
+the logs store with what ships the journal and nginx's logs to it.
 Pure functions, so unit tests (promtool, amtool) can check the files without a host."""
 
 from __future__ import annotations
@@ -7,7 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from holistix_deploy import nginx
-from holistix_deploy.settings import COREDNS_LOOPBACK_PORTS, MONITORING_LOOPBACK_PORTS, Settings
+from holistix_deploy.settings import (
+    COREDNS_LOOPBACK_PORTS,
+    MONITORING_LOOPBACK_PORTS,
+    VICTORIALOGS_TARBALLS,
+    Settings,
+    SettingsError,
+)
 from holistix_deploy.templating import render
 
 LOOPBACK = "127.0.0.1"
@@ -26,12 +33,18 @@ METRICS_DIR = "/var/lib/prometheus/node-exporter"
 # Prometheus's and Alertmanager's storage in Debian's packages
 STORAGE_DIR = "/var/lib/prometheus/metrics2"
 ALERTMANAGER_STORAGE_DIR = "/var/lib/prometheus/alertmanager"
+# the logs store and its file shipper: release binaries with units of ours (no distribution has them)
+BIN_DIR = "/usr/local/bin"
+LOGS_STORAGE_DIR = "/var/lib/victoria-logs"
+VLAGENT_STATE_DIR = "/var/lib/vlagent"
+# systemd-journal-upload (Debian's systemd-journal-remote) ships the journal to the logs store
+JOURNAL_UPLOAD_CONFIG = "/etc/systemd/journal-upload.conf.d/holistix.conf"
 
 
 @dataclass(frozen=True)
 class Component:
-    unit: str  # the package's systemd unit (also its /etc/default file)
-    package: str
+    unit: str  # the package's systemd unit (also its /etc/default file), or ours for a release binary
+    package: str | None  # None: a release binary (victorialogs_release) run by a unit of ours
     port_key: str  # in MONITORING_LOOPBACK_PORTS
     job: str  # Prometheus's job name for its own metrics
     loopback_only: bool  # talks to nothing but this host's loopback (and sockets)
@@ -40,6 +53,8 @@ class Component:
     # node_exporter reads the kernel's statistics under /proc and asks systemd over D-Bus and
     # netlink: no private user namespace, the whole of /proc
     host_view: bool = False
+    # system calls beyond @system-service it cannot run without
+    system_calls: tuple[str, ...] = ()
 
     @property
     def port(self) -> int:
@@ -68,7 +83,18 @@ COMPONENTS = (
     Component("prometheus-blackbox-exporter", "prometheus-blackbox-exporter", "blackbox_exporter", "blackbox", False),
     # nginx's logs belong to group adm
     Component("mtail", "mtail", "mtail", "mtail", True, groups=("adm",)),
+    # their units' StateDirectory= is theirs to write (DynamicUser=yes: no user of their own to manage)
+    # mincore: it checks whether its mmapped parts are in memory, and panics when refused
+    Component("victoria-logs", None, "victorialogs", "victorialogs", True, system_calls=("mincore",)),
+    Component("vlagent", None, "vlagent", "vlagent", True, groups=("adm",)),
 )
+# {release tarball name: {member: installed path}}
+RELEASE_BINARIES = {
+    "victoria-logs": {"victoria-logs-prod": f"{BIN_DIR}/victoria-logs"},
+    # vlogscli: the operator's query client (vlogscli -datasource.url http://127.0.0.1:9428/select/logsql/query)
+    "vlutils": {"vlagent-prod": f"{BIN_DIR}/vlagent", "vlogscli-prod": f"{BIN_DIR}/vlogscli"},
+}
+assert set(RELEASE_BINARIES) == set(VICTORIALOGS_TARBALLS)
 # the PostgreSQL role postgres_exporter logs in as (peer: the exporter's OS user), member of pg_monitor
 POSTGRES_ROLE = "prometheus"
 
@@ -88,11 +114,92 @@ def render_hardening(component: Component) -> str:
         address_families=families,
         loopback_only=component.loopback_only,
         groups=list(component.groups),
+        system_calls=list(component.system_calls),
     )
 
 
 def hardening_file(component: Component) -> str:
     return f"/etc/systemd/system/{component.unit}.service.d/50-holistix-hardening.conf"
+
+
+def unit_file(component: Component) -> str:
+    """Where the unit of a release binary's component is (packaged units stay under /usr/lib)."""
+    return f"/etc/systemd/system/{component.unit}.service"
+
+
+def victorialogs_releases(settings: Settings, arch: str, host_name: str) -> list[dict]:
+    """[{tarball, url, sha256, binaries}] for this architecture; a missing checksum stops the run,
+    naming the setting and the tarball."""
+    version = settings.victorialogs_version
+    releases, missing = [], []
+    for name, binaries in RELEASE_BINARIES.items():
+        tarball = f"{name}-linux-{arch}-v{version}.tar.gz"
+        if tarball not in settings.victorialogs_sha256:
+            missing.append(tarball)
+            continue
+        url = settings.victorialogs_download_url.format(name=name, version=version, arch=arch)
+        releases.append(
+            {"tarball": tarball, "url": url, "sha256": settings.victorialogs_sha256[tarball], "binaries": binaries}
+        )
+    if missing:
+        raise SettingsError(
+            host_name,
+            [
+                f"victorialogs_sha256 = {dict(settings.victorialogs_sha256)!r}: has no checksum for {', '.join(missing)}; "
+                f"copy it from the matching _checksums.txt on the VictoriaLogs v{version} release page"
+            ],
+        )
+    return releases
+
+
+def render_log_units(settings: Settings) -> dict[str, str]:
+    """{unit file: content} of the logs store and the nginx log shipper."""
+    size_bytes = _bytes(settings.logs_retention_size)
+    store, shipper = component("victoria-logs"), component("vlagent")
+    return {
+        unit_file(store): render(
+            "monitoring/victoria-logs.service.j2",
+            binary=RELEASE_BINARIES["victoria-logs"]["victoria-logs-prod"],
+            arguments=[
+                f"-httpListenAddr={store.address}",
+                f"-storageDataPath={LOGS_STORAGE_DIR}",
+                f"-retentionPeriod={settings.logs_retention_days}d",
+                f"-retention.maxDiskSpaceUsageBytes={size_bytes}",
+            ],
+            state_directory=LOGS_STORAGE_DIR.removeprefix("/var/lib/"),
+        ),
+        unit_file(shipper): render(
+            "monitoring/vlagent.service.j2",
+            binary=RELEASE_BINARIES["vlutils"]["vlagent-prod"],
+            arguments=[
+                f"-httpListenAddr={shipper.address}",
+                f"-remoteWrite.url=http://{store.address}/insert/native",
+                f"-tmpDataPath={VLAGENT_STATE_DIR}/remotewrite",
+                # every nginx log: the server blocks', the organisation blocks' and nginx's own
+                f"-fileCollector.glob={nginx.LOG_DIR}/*.log",
+                f"-fileCollector.checkpointsPath={VLAGENT_STATE_DIR}/file-checkpoints.json",
+            ],
+            state_directory=VLAGENT_STATE_DIR.removeprefix("/var/lib/"),
+            store_unit=store.unit,
+        ),
+    }
+
+
+def render_journal_upload(settings: Settings) -> dict[str, str]:
+    """{path: content}: where systemd-journal-upload sends the journal, and how its unit restarts."""
+    store = component("victoria-logs")
+    return {
+        JOURNAL_UPLOAD_CONFIG: f"# {MANAGED}\n[Upload]\nURL=http://{store.address}/insert/journald\n",
+        JOURNAL_UPLOAD_DROP_IN: render("monitoring/journal-upload.conf.j2", store_unit=store.unit),
+    }
+
+
+JOURNAL_UPLOAD_DROP_IN = "/etc/systemd/system/systemd-journal-upload.service.d/50-holistix.conf"
+
+
+def _bytes(size: str) -> int:
+    """A settings size (K, M or G, binary) in bytes."""
+    return int(size[:-1]) * 1024 ** ("KMG".index(size[-1]) + 1)
 
 
 def probe_targets(settings: Settings) -> dict[str, list[str]]:
@@ -185,6 +292,7 @@ def render_rules(settings: Settings) -> str:
         settings=settings,
         probe_jobs=list(probe_targets(settings)),
         metrics_dir=METRICS_DIR,
+        nginx_log_dir=nginx.LOG_DIR,
     )
 
 

@@ -683,6 +683,46 @@ def prove_ssh_access(change: str):
     yield prove_fresh_login(change, [])
 
 
+def _install_release(
+    what: str,
+    label: str,
+    url: str,
+    sha256: str,
+    binaries: dict[str, str],
+    version_check: str,
+    check_command: str | None,
+):
+    """Shell steps: fetch a release tarball, check its sha256, unpack ``binaries`` ({member:
+    installed path}), run ``version_check`` ({work} = the unpacked members' directory) and
+    ``check_command``, then swap each binary in (the old one kept as <path>.previous). Any failure
+    before the swap leaves every installed binary as it was."""
+    work, q_url = f"/var/tmp/holistix-{what}-release", shlex.quote(url)
+    give_up = f"rm -rf {work}; exit 1"
+    yield StringCommand(f"rm -rf {work} && mkdir -m 0700 {work} && curl -fsSL --retry 2 -o {work}/release.tgz {q_url}")
+    mismatch = shlex.quote(f"checksum mismatch for {url}: expected {sha256}, got ")
+    yield StringCommand(
+        f'actual=$(sha256sum < {work}/release.tgz | cut -c1-64); if [ "$actual" != {sha256} ]; then'
+        f' echo {mismatch}"$actual; nothing was installed" >&2; {give_up}; fi'
+    )
+    yield StringCommand(
+        f"tar -xzf {work}/release.tgz -C {work} {' '.join(binaries)} && {version_check.format(work=work)}"
+        f" || {{ echo {shlex.quote(f'the tarball from {url} does not hold {label}; nothing was installed')}"
+        f" >&2; {give_up}; }}"
+    )
+    if check_command:
+        yield StringCommand(
+            f"{check_command.format(work=work)} || {{ echo"
+            f" {shlex.quote(f'{label} does not start with the live configuration; nothing was installed')}"
+            f" >&2; {give_up}; }}"
+        )
+    swaps = [
+        f"if [ -e {q} ]; then cp -p {q} {q}.previous; fi"
+        f" && install -m 0755 -o root -g root {work}/{member} {q}.new && mv -f {q}.new {q}"
+        for member, q in ((member, shlex.quote(path)) for member, path in binaries.items())
+    ]
+    yield StringCommand(" && ".join([*swaps, f"rm -rf {work}"]))
+
+
 @operation()
 def coredns_release(
     version: str, url: str, sha256: str, binary: str = "/usr/local/bin/coredns", check_command: str | None = None
@@ -717,28 +757,43 @@ def coredns_release(
     if host.get_fact(CorednsVersion, binary=binary) == version:
         host.noop(f"CoreDNS {version} is installed")
         return
-    work, q_binary, q_url = "/var/tmp/holistix-coredns-release", shlex.quote(binary), shlex.quote(url)
-    give_up = f"rm -rf {work}; exit 1"
-    yield StringCommand(f"rm -rf {work} && mkdir -m 0700 {work} && curl -fsSL --retry 2 -o {work}/release.tgz {q_url}")
-    mismatch = shlex.quote(f"checksum mismatch for {url}: expected {sha256}, got ")
-    yield StringCommand(
-        f'actual=$(sha256sum < {work}/release.tgz | cut -c1-64); if [ "$actual" != {sha256} ]; then'
-        f' echo {mismatch}"$actual; nothing was installed" >&2; {give_up}; fi'
+    yield from _install_release(
+        "coredns",
+        f"CoreDNS {version}",
+        url,
+        sha256,
+        {"coredns": binary},
+        f"{{work}}/coredns -version | grep -qx 'CoreDNS-{version}'",
+        check_command.format(binary="{work}/coredns") if check_command else None,
     )
-    wrong = shlex.quote(f"the tarball from {url} does not hold CoreDNS {version}; nothing was installed")
-    yield StringCommand(
-        f"tar -xzf {work}/release.tgz -C {work} coredns && {work}/coredns -version | grep -qx 'CoreDNS-{version}'"
-        f" || {{ echo {wrong} >&2; {give_up}; }}"
-    )
-    if check_command:
-        rejected = shlex.quote(f"CoreDNS {version} does not start with the live configuration; nothing was installed")
-        yield StringCommand(
-            f"{check_command.format(binary=f'{work}/coredns')} || {{ echo {rejected} >&2; {give_up}; }}"
-        )
-    yield StringCommand(
-        f"if [ -e {q_binary} ]; then cp -p {q_binary} {q_binary}.previous; fi"
-        f" && install -m 0755 -o root -g root {work}/coredns {q_binary}.new && mv -f {q_binary}.new {q_binary}"
-        f" && rm -rf {work}"
+
+
+@operation()
+def victorialogs_release(version: str, url: str, sha256: str, binaries: dict[str, str]):
+    """
+    Install binaries from a VictoriaLogs release tarball (victoria-logs-... or vlutils-...),
+    verified by its sha256, when the first of them reports another version (or is missing).
+
+    + version: release, e.g. ``1.52.1``; each binary's ``-version`` must hold ``-tags-v<version>-``
+    + url: the release tarball
+    + sha256: the tarball's line in its ``_checksums.txt``
+    + binaries: {member: installed path}, e.g. ``{"victoria-logs-prod": "/usr/local/bin/victoria-logs"}``
+    """
+    from holistix_deploy.facts import VictoriaLogsVersion
+
+    installed = {host.get_fact(VictoriaLogsVersion, binary=path) for path in binaries.values()}
+    if installed == {version}:
+        host.noop(f"VictoriaLogs {version}: {', '.join(binaries.values())} installed")
+        return
+    tag = shlex.quote(f"-tags-v{version}-")
+    yield from _install_release(
+        "victorialogs-" + "-".join(sorted(binaries)).replace("-prod", ""),
+        f"VictoriaLogs {version}",
+        url,
+        sha256,
+        binaries,
+        " && ".join(f"{{work}}/{member} -version | grep -q -- {tag}" for member in binaries),
+        None,
     )
 
 

@@ -114,6 +114,22 @@ def _check_email(value: str) -> str:
     return value
 
 
+def _check_release_url(value: str, placeholders: tuple[str, ...], required: tuple[str, ...]) -> str:
+    """A release download URL template: http(s), only known {placeholders}, each required one present."""
+    if not re.fullmatch(r"https?://[^\s'\"\\]+", value):
+        raise ValueError("must be an http(s) URL without spaces or quotes")
+    unknown = set(re.findall(r"{([^}]*)}", value)) - set(placeholders)
+    if unknown:
+        known = " and ".join(", ".join(f"{{{name}}}" for name in placeholders).rsplit(", ", 1))
+        raise ValueError(f"placeholder {{{sorted(unknown)[0]}}} is unknown; only {known} exist")
+    for name in required:
+        if f"{{{name}}}" not in value:
+            raise ValueError(
+                f"must contain {{{name}}}: each {'tarball' if name == 'name' else 'architecture'} has its own file"
+            )
+    return value
+
+
 def _check_dns_name(value: str) -> str:
     if value != value.lower():
         raise ValueError("must be lower case")
@@ -237,7 +253,11 @@ MONITORING_LOOPBACK_PORTS = {
     "blackbox_exporter": 9115,
     "mtail": 3903,
     "nginx_status": 8088,
+    "victorialogs": 9428,
+    "vlagent": 9429,
 }
+# the VictoriaLogs release tarballs the monitoring module installs from ({name} in victorialogs_download_url)
+VICTORIALOGS_TARBALLS = ("victoria-logs", "vlutils")
 _SIZE = re.compile(r"^[1-9]\d*[KMG]$")
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -980,6 +1000,42 @@ class Settings(BaseModel):
         description="PEM file, on the machine that runs pyinfra, of the only CA the HTTPS probes then trust, "
         "instead of the system's (a private ACME CA in tests); None trusts the system's CAs, as production should.",
     )
+    logs_retention_days: int = _setting(
+        14,
+        module="monitoring",
+        ge=1,
+        le=3650,
+        description="Days of logs (the journal's and nginx's) VictoriaLogs keeps; older days are dropped whole.",
+    )
+    logs_retention_size: str = _setting(
+        "4G",
+        module="monitoring",
+        description="Disk VictoriaLogs may take (K, M or G, binary); the oldest days go first when it is reached.",
+    )
+    victorialogs_version: str = _setting(
+        "1.52.1",
+        module="monitoring",
+        description="VictoriaLogs release whose victoria-logs, vlagent and vlogscli go to /usr/local/bin "
+        "(changing it needs victorialogs_sha256 for its tarballs).",
+    )
+    victorialogs_download_url: str = _setting(
+        "https://github.com/VictoriaMetrics/VictoriaLogs/releases/download/v{version}/{name}-linux-{arch}-v{version}.tar.gz",
+        module="monitoring",
+        description="Where VictoriaLogs's release tarballs are fetched; {name} (victoria-logs, vlutils), "
+        "{version} and {arch} (amd64, arm64) are filled in.",
+    )
+    victorialogs_sha256: dict[str, str] = _setting(
+        {},
+        module="monitoring",
+        description="sha256 of each release tarball the host needs, keyed by the tarball's file name, from the "
+        "release's _checksums.txt files (a missing or wrong one stops the run before anything changes).",
+        examples=[
+            {
+                "victoria-logs-linux-amd64-v1.52.1.tar.gz": "<64 hex digits>",
+                "vlutils-linux-amd64-v1.52.1.tar.gz": "<64 hex digits>",
+            }
+        ],
+    )
     alert_email_to: list[str] = _setting(
         [],
         module="monitoring",
@@ -1155,7 +1211,13 @@ class Settings(BaseModel):
             raise ValueError("must be a 24-hour time HH:MM, like 04:00")
         return value
 
-    @field_validator("journald_max_use", "ganymede_memory_max", "gateway_memory_max", "monitoring_retention_size")
+    @field_validator(
+        "journald_max_use",
+        "ganymede_memory_max",
+        "gateway_memory_max",
+        "monitoring_retention_size",
+        "logs_retention_size",
+    )
     @classmethod
     def _size_has_a_unit(cls, value: str) -> str:
         if not _SIZE.fullmatch(value):
@@ -1224,14 +1286,7 @@ class Settings(BaseModel):
     @field_validator("coredns_download_url")
     @classmethod
     def _url_is_a_template(cls, value: str) -> str:
-        if not re.fullmatch(r"https?://[^\s'\"\\]+", value):
-            raise ValueError("must be an http(s) URL without spaces or quotes")
-        unknown = set(re.findall(r"{([^}]*)}", value)) - {"version", "arch"}
-        if unknown:
-            raise ValueError(f"placeholder {{{sorted(unknown)[0]}}} is unknown; only {{version}} and {{arch}} exist")
-        if "{arch}" not in value:
-            raise ValueError("must contain {arch}: each architecture has its own tarball")
-        return value
+        return _check_release_url(value, placeholders=("version", "arch"), required=("arch",))
 
     @field_validator("coredns_sha256")
     @classmethod
@@ -1239,6 +1294,31 @@ class Settings(BaseModel):
         for arch, digest in value.items():
             if not re.fullmatch(r"[0-9a-f]{64}", digest):
                 raise ValueError(f"{arch}: {digest!r} is not a sha256 (64 lower case hex digits)")
+        return value
+
+    @field_validator("victorialogs_version")
+    @classmethod
+    def _victorialogs_version_is_a_release(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+\.\d+\.\d+", value):
+            raise ValueError("must be a release number like 1.52.1 (no leading v)")
+        return value
+
+    @field_validator("victorialogs_download_url")
+    @classmethod
+    def _victorialogs_url_is_a_template(cls, value: str) -> str:
+        return _check_release_url(value, placeholders=("name", "version", "arch"), required=("name", "arch"))
+
+    @field_validator("victorialogs_sha256")
+    @classmethod
+    def _victorialogs_checksums(cls, value: dict[str, str]) -> dict[str, str]:
+        names = "|".join(VICTORIALOGS_TARBALLS)
+        for tarball, digest in value.items():
+            if not re.fullmatch(rf"({names})-linux-(amd64|arm64)-v\d+\.\d+\.\d+\.tar\.gz", tarball):
+                raise ValueError(
+                    f"{tarball!r} is not a release tarball's name, like victoria-logs-linux-amd64-v1.52.1.tar.gz"
+                )
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError(f"{tarball}: {digest!r} is not a sha256 (64 lower case hex digits)")
         return value
 
     @field_validator("dns_upstreams")

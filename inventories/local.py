@@ -31,6 +31,18 @@ def _artifact_checksums(pattern: str) -> dict:
     return checksums
 
 
+def _victorialogs_checksums(version: str) -> dict:
+    """{tarball: sha256} of the locally built VictoriaLogs tarballs (scripts/victorialogs-artifact),
+    read from their _checksums.txt files, as an operator copies them from the release page."""
+    checksums = {}
+    for sums in sorted(_artifacts.glob(f"*-linux-*-v{version}_checksums.txt")):
+        for line in sums.read_text().splitlines():
+            digest, name = line.split()
+            if name.endswith(".tar.gz"):
+                checksums[name] = digest
+    return checksums
+
+
 def _release(version: str) -> dict | None:
     """A platform release made of the contract stand-ins (scripts/ganymede-release-artifact),
     downloaded by the host from the harness's download server, like a release from a URL."""
@@ -110,6 +122,9 @@ local = (
             f"coredns_{Settings.model_fields['coredns_version'].default}_linux_*.tgz"
         ),
         "dns_upstreams": [_outside],
+        # VictoriaLogs, like CoreDNS, from the harness's download stand-in
+        "victorialogs_download_url": f"http://{_outside}:8800/{{name}}-linux-{{arch}}-v{{version}}.tar.gz",
+        "victorialogs_sha256": _victorialogs_checksums(Settings.model_fields["victorialogs_version"].default),
         "dns_records": [
             {"name": "@", "type": "MX", "value": "10 mail.staging.holistix.test"},
             {"name": "mail", "type": "A", "value": "192.0.2.25"},

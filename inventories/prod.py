@@ -42,6 +42,12 @@ vps = [
             # tarball for this host's architecture, copied from coredns_<version>_linux_amd64.tgz.sha256
             # on https://github.com/coredns/coredns/releases (the README says why it is not built in):
             # "coredns_sha256": {"amd64": "<64 hex digits>"},
+            # Required before deploys/monitoring.py runs: the VictoriaLogs release tarballs' sha256,
+            # from their _checksums.txt on https://github.com/VictoriaMetrics/VictoriaLogs/releases:
+            # "victorialogs_sha256": {
+            #     "victoria-logs-linux-amd64-v1.52.1.tar.gz": "<64 hex digits>",
+            #     "vlutils-linux-amd64-v1.52.1.tar.gz": "<64 hex digits>",
+            # },
             # Required by deploys/ganymede.py and deploys/gateway_pool.py: the platform build and the
             # gateway image (docker save), each with the sha256 published with it (README, Releases):
             # "ganymede_release": {"version": "1.4.2", "source": "https://...", "sha256": "<64 hex>"},

@@ -1,11 +1,12 @@
 """monitoring: every component runs confined and listens on loopback only, Prometheus scrapes
 every target and holds every rule, the probes see the served site and certificate, the pool's
-and the backups' metrics are fresh."""
+and the backups' metrics are fresh, and the journal's and nginx's lines reach the logs store."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
 
@@ -157,3 +158,65 @@ def test_the_gateway_pools_metrics_are_fresh(host, settings):
 def test_the_backups_metrics_reach_prometheus(host):
     last = _query(host, 'holistix_backup_last_success_timestamp_seconds{repository="local"}')
     assert last and time.time() - float(last[0]["value"][1]) < 26 * 3600
+
+
+# -- logs: the journal and nginx's logs reach the logs store --------------------------------------------
+
+LOGS = "http://127.0.0.1:9428"
+
+
+def _logs_matching(host, word: str) -> list[dict]:
+    """The log entries VictoriaLogs holds with this word in them (LogsQL, its HTTP API)."""
+    answer = host.check_output(f"curl -sf -m 10 {LOGS}/select/logsql/query --data-urlencode 'query=\"{word}\"'")
+    return [json.loads(line) for line in answer.splitlines() if line.strip()]
+
+
+def _eventually_logged(host, word: str, seconds: float = 30) -> list[dict]:
+    deadline = time.monotonic() + seconds
+    while not (found := _logs_matching(host, word)) and time.monotonic() < deadline:
+        time.sleep(1)
+    return found
+
+
+def test_a_line_written_to_the_journal_is_found_in_the_logs_store(host):
+    marker = f"holistix-host-suite-{uuid.uuid4().hex}"
+    host.run(f"logger --tag holistix-host-suite {marker}")
+    found = [
+        entry for entry in _eventually_logged(host, marker) if entry.get("SYSLOG_IDENTIFIER") == "holistix-host-suite"
+    ]
+    assert [entry["_msg"] for entry in found] == [marker]
+    assert found[0]["_HOSTNAME"] == host.check_output("hostname")
+
+
+def test_a_request_nginx_logged_is_found_in_the_logs_store(host, settings):
+    marker = f"holistix-host-suite-{uuid.uuid4().hex}"
+    host.run(f"curl -sk -o /dev/null --resolve {settings.domain}:443:127.0.0.1 https://{settings.domain}/{marker}")
+    found = _eventually_logged(host, marker)
+    assert [entry["file"] for entry in found] == [f"/var/log/nginx/{settings.environment}-frontend.access.log"]
+    assert f"GET /{marker} " in found[0]["_msg"]
+
+
+def test_the_logs_store_keeps_what_the_settings_say(host, settings):
+    flags = dict(
+        line.lstrip("-").split("=", 1) for line in host.check_output(f"curl -sf -m 5 {LOGS}/flags").splitlines()
+    )
+    assert flags["retentionPeriod"] == f'"{settings.logs_retention_days}d"'
+    size = int(settings.logs_retention_size[:-1]) * 1024 ** ("KMG".index(settings.logs_retention_size[-1]) + 1)
+    assert flags["retention.maxDiskSpaceUsageBytes"] == f'"{size}"'
+
+
+def test_the_journal_uploader_runs_confined_and_receives_nothing(host):
+    uploader = host.service("systemd-journal-upload")
+    assert uploader.is_running and uploader.is_enabled
+    with host.sudo():
+        exposure = host.check_output("systemd-analyze security --no-pager systemd-journal-upload.service | tail -1")
+        # the package's receiving side (19532) and gateway (19531) stay off
+        listeners = host.check_output("ss -H -ltn '( sport = :19531 or sport = :19532 )'")
+    assert float(exposure.split("level for")[1].split(":")[1].split()[0]) <= 2.0, exposure
+    assert listeners == ""
+
+
+def test_the_release_binaries_are_the_pinned_release(host, settings):
+    for binary in ("victoria-logs", "vlagent", "vlogscli"):
+        version = host.check_output(f"/usr/local/bin/{binary} -version")
+        assert f"-tags-v{settings.victorialogs_version}-" in version, (binary, version)

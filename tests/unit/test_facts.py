@@ -86,3 +86,19 @@ def test_weak_moduli_count():
 def test_container_virtualization():
     assert ContainerVirtualization().process(["systemd-nspawn"]) == "systemd-nspawn"
     assert ContainerVirtualization().process(["none"]) is None
+
+
+def test_victorialogs_version_is_read_from_what_the_release_binary_prints(tmp_path):
+    import subprocess
+
+    from holistix_deploy.facts import VictoriaLogsVersion
+
+    fact = VictoriaLogsVersion()
+    binary = tmp_path / "victoria-logs"
+    # what the v1.52.1 release's binary prints for -version
+    binary.write_text("#!/bin/sh\necho victoria-logs-20251201-101010-tags-v1.52.1-0-gabcdef0\n")
+    binary.chmod(0o755)
+    output = subprocess.run(["sh", "-c", fact.command(str(binary))], capture_output=True, text=True).stdout
+    assert fact.process(output.splitlines()) == "1.52.1"
+    missing = subprocess.run(["sh", "-c", fact.command(str(tmp_path / "none"))], capture_output=True, text=True)
+    assert fact.process(missing.stdout.splitlines()) is None

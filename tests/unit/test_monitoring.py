@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from holistix_deploy import monitoring
-from holistix_deploy.settings import MONITORING_LOOPBACK_PORTS, validate_data
+from holistix_deploy.settings import MONITORING_LOOPBACK_PORTS, SettingsError, validate_data
 
 from .helpers import ROOT, host_script, problems_for
 
@@ -65,6 +65,14 @@ def mailing_data(valid_data):
         ("monitoring_retention_size", "4TB", "must be a size with a unit K, M or G"),
         ("alert_disk_used_percent", 100, "less than or equal to 99"),
         ("monitoring_probe_ca_file", "/nonexistent/ca.pem", "is not a PEM certificate file"),
+        ("logs_retention_days", 0, "greater than or equal to 1"),
+        ("logs_retention_size", "1.5G", "must be a size with a unit K, M or G"),
+        ("victorialogs_version", "v1.52.1", "like 1.52.1"),
+        ("victorialogs_download_url", "https://mirror.example.com/{name}-v{version}.tar.gz", "must contain {arch}"),
+        ("victorialogs_download_url", "https://mirror.example.com/{arch}/v{version}.tar.gz", "must contain {name}"),
+        ("victorialogs_download_url", "https://mirror.example.com/{name}-{os}-{arch}.tar.gz", "{os} is unknown"),
+        ("victorialogs_sha256", {"victoria-logs-linux-amd64-v1.52.1.tar.gz": "abc"}, "is not a sha256"),
+        ("victorialogs_sha256", {"victoria-logs-linux-amd64.tar.gz": "a" * 64}, "not a release tarball's name"),
     ],
 )
 def test_bad_monitoring_settings_are_refused_naming_the_key_and_rule(valid_data, key, value, rule):
@@ -88,7 +96,7 @@ def test_a_platform_port_on_a_monitoring_port_is_refused(valid_data, port):
 
 def test_every_component_listens_on_loopback_only(valid_data):
     environment = monitoring.unit_environment(_settings(valid_data))
-    assert set(environment) == {component.unit for component in monitoring.COMPONENTS}
+    assert set(environment) == {component.unit for component in monitoring.COMPONENTS if component.package}
     listens = re.findall(
         r"--(?:web\.listen-address|address)[= ](\S+)|^HOST=(\S+)", "\n".join(environment.values()), re.M
     )
@@ -111,6 +119,47 @@ def test_retention_comes_from_the_settings(valid_data):
         _settings(valid_data, monitoring_retention_days=90, monitoring_retention_size="20G")
     )["prometheus"]
     assert "--storage.tsdb.retention.time=90d" in arguments and "--storage.tsdb.retention.size=20GB" in arguments
+
+
+# -- logs: the store, the shippers, the release they come from -----------------------------------------
+
+
+def test_a_missing_release_checksum_stops_the_run_naming_the_setting_and_the_tarball(valid_data):
+    settings = _settings(valid_data, victorialogs_sha256={"victoria-logs-linux-amd64-v1.52.1.tar.gz": "a" * 64})
+    with pytest.raises(SettingsError) as stopped:
+        monitoring.victorialogs_releases(settings, "amd64", "vps1")
+    assert "victorialogs_sha256 = " in str(stopped.value)
+    assert "no checksum for vlutils-linux-amd64-v1.52.1.tar.gz" in str(stopped.value)
+
+
+def test_each_release_tarball_comes_from_its_url_with_its_checksum(valid_data):
+    checksums = {"victoria-logs-linux-arm64-v1.52.1.tar.gz": "a" * 64, "vlutils-linux-arm64-v1.52.1.tar.gz": "b" * 64}
+    releases = monitoring.victorialogs_releases(_settings(valid_data, victorialogs_sha256=checksums), "arm64", "vps1")
+    assert [(release["url"].rsplit("/", 2)[1:], release["sha256"]) for release in releases] == [
+        (["v1.52.1", "victoria-logs-linux-arm64-v1.52.1.tar.gz"], "a" * 64),
+        (["v1.52.1", "vlutils-linux-arm64-v1.52.1.tar.gz"], "b" * 64),
+    ]
+    installed = {path for release in releases for path in release["binaries"].values()}
+    assert installed == {"/usr/local/bin/victoria-logs", "/usr/local/bin/vlagent", "/usr/local/bin/vlogscli"}
+
+
+def test_the_logs_store_keeps_what_the_settings_say_on_loopback_only(valid_data):
+    units = monitoring.render_log_units(_settings(valid_data, logs_retention_days=7, logs_retention_size="512M"))
+    store = units["/etc/systemd/system/victoria-logs.service"]
+    assert "-httpListenAddr=127.0.0.1:9428 " in store
+    assert "-retentionPeriod=7d " in store and f"-retention.maxDiskSpaceUsageBytes={512 * 1024**2}\n" in store
+    shipper = units["/etc/systemd/system/vlagent.service"]
+    assert "-httpListenAddr=127.0.0.1:9429 " in shipper
+    assert "-remoteWrite.url=http://127.0.0.1:9428/insert/native " in shipper
+    assert "-fileCollector.glob=/var/log/nginx/*.log " in shipper
+    # neither listens anywhere else: no syslog or other receivers are switched on
+    assert not re.search(r"-(syslog|opentelemetry|loki)\S*", store + shipper)
+
+
+def test_the_journal_goes_to_the_logs_store_on_loopback(valid_data):
+    upload = monitoring.render_journal_upload(_settings(valid_data))
+    assert upload[monitoring.JOURNAL_UPLOAD_CONFIG].endswith("[Upload]\nURL=http://127.0.0.1:9428/insert/journald\n")
+    assert "IPAddressAllow=localhost" in upload[monitoring.JOURNAL_UPLOAD_DROP_IN]
 
 
 # -- the files, checked by their daemons' own tools ------------------------------------------------------

@@ -48,6 +48,9 @@ TestPostgresConfig = make_operation_tests(
 TestCorednsRelease = make_operation_tests(
     "holistix_deploy", "operations.coredns_release", FIXTURES / "operations.coredns_release"
 )
+TestVictoriaLogsRelease = make_operation_tests(
+    "holistix_deploy", "operations.victorialogs_release", FIXTURES / "operations.victorialogs_release"
+)
 TestResolvConf = make_operation_tests("holistix_deploy", "operations.resolv_conf", FIXTURES / "operations.resolv_conf")
 
 
