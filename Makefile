@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DEMO_HOST ?= demo
 SUITE  ?= trixie
 
-.PHONY: demo demo-destroy test unit lint e2e bench docs monitoring-tools
+.PHONY: demo demo-destroy test unit lint e2e bench docs monitoring-tools jaeger-artifact
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +23,17 @@ demo-destroy:
 ## test: unit tests, then the e2e loop on fresh staging hosts (Debian 13 and 12)
 test: unit e2e
 
-unit: $(VENV)/.installed lint monitoring-tools
+unit: $(VENV)/.installed lint monitoring-tools jaeger-artifact
 	$(PY) -m pytest -q tests/unit
 
 # promtool, amtool, mtail and the blackbox exporter's checker for the unit tests (unpacked, not installed)
 monitoring-tools:
 	scripts/monitoring-tools
+
+# Jaeger's release tarball, built from the Go module proxy (its `jaeger validate` checks the
+# rendered config in the unit tests; the staging hosts download it)
+jaeger-artifact:
+	scripts/jaeger-artifact >/dev/null
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

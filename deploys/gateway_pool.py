@@ -27,7 +27,7 @@ from pyinfra.operations.util import any_changed
 
 from holistix_deploy import ganymede
 from holistix_deploy.facts import AptPackageAvailable, GatewayImageState, HelperCheck
-from holistix_deploy.monitoring import METRICS_DIR
+from holistix_deploy.monitoring import METRICS_DIR, otlp_endpoints
 from holistix_deploy.operations import install_helpers, then_remove, validated_file
 from holistix_deploy.settings import SettingsError, load_settings
 from holistix_deploy.templating import render
@@ -170,6 +170,8 @@ plan = {
     "env_file": ganymede.env_file(settings),
     "database": settings.database_name,
     "metrics_dir": METRICS_DIR,
+    # the monitoring module's collector (Jaeger), on the bridge's address
+    "otlp": otlp_endpoints(settings, "bridge"),
 }
 files.put(
     name=f"Ensure {settings.secrets_dir}/gateway-pool.json plans the pool",

@@ -31,6 +31,7 @@ from pyinfra.operations.util import any_changed
 from holistix_deploy import dns, monitoring
 from holistix_deploy.facts import AptPackageAvailable, DaemonBehind
 from holistix_deploy.operations import (
+    jaeger_release,
     operator_secret,
     postgres_monitoring_role,
     validated_file,
@@ -49,7 +50,9 @@ if settings.alert_email_to and not smtp_password and not host.get_fact(File, pat
             f"in to {settings.smtp_host} as {settings.smtp_user}); not set and not stored on the host by an earlier run"
         ],
     )
-releases = monitoring.victorialogs_releases(settings, dns.architecture(host.get_fact(Arch)), host.name)
+arch = dns.architecture(host.get_fact(Arch))
+releases = monitoring.victorialogs_releases(settings, arch, host.name)
+jaeger = monitoring.jaeger_release(settings, arch, host.name)
 
 # -- before the packages: their units start at install, and must start on loopback, confined ----------
 # 0640: the postgres exporter's package makes its file so (a DSN may hold a password); a re-run
@@ -75,7 +78,7 @@ for component in monitoring.COMPONENTS:
     )
 units = {
     path: files.put(name=f"Ensure {path} is in place", src=StringIO(text), dest=path, mode="0644")
-    for path, text in monitoring.render_log_units(settings).items()
+    for path, text in monitoring.render_units(settings).items()
 }
 journal_upload = {}
 for path, text in monitoring.render_journal_upload(settings).items():
@@ -107,6 +110,11 @@ for release in releases:
         sha256=release["sha256"],
         binaries=release["binaries"],
     )
+jaeger_release(
+    name=f"Ensure Jaeger {settings.jaeger_version} ({arch}) is installed, checked against its sha256",
+    version=settings.jaeger_version,
+    **jaeger,
+)
 
 # -- what the exporters read --------------------------------------------------------------------------
 postgres_monitoring_role(
@@ -184,6 +192,15 @@ _checked(
     "prometheus-blackbox-exporter --config.check --config.file={path} 2>/dev/null",
     "the probes",
 )
+files.directory(
+    name=f"Ensure {Path(monitoring.JAEGER_CONFIG).parent} exists", path=str(Path(monitoring.JAEGER_CONFIG).parent)
+)
+_checked(
+    monitoring.JAEGER_CONFIG,
+    monitoring.render_jaeger_config(settings),
+    f"{monitoring.JAEGER_BINARY} validate --config=file:{{path}} >/dev/null 2>&1",
+    "the OTLP receivers and the traces' store",
+)
 # mtail compiles every program of a directory: the candidate is compiled alone in a scratch one
 _checked(
     monitoring.MTAIL_PROGRAM,
@@ -209,7 +226,12 @@ reloads = {
         "blackbox_exporter_config_last_reload_success_timestamp_seconds",
     ),
 }
-release_binaries = [path for binaries in monitoring.RELEASE_BINARIES.values() for path in binaries.values()]
+# a release binary's component restarts for its unit, its binaries, its configuration
+release_files = {
+    "victoria-logs": [monitoring.RELEASE_BINARIES["victoria-logs"]["victoria-logs-prod"]],
+    "vlagent": [monitoring.RELEASE_BINARIES["vlutils"]["vlagent-prod"]],
+    "jaeger": [monitoring.JAEGER_BINARY, monitoring.JAEGER_CONFIG],
+}
 for component in monitoring.COMPONENTS:
     unit = component.unit
     reload_paths, reload_metric = reloads.get(unit, ([], None))
@@ -217,7 +239,7 @@ for component in monitoring.COMPONENTS:
         # mtail starts its counters again either way: a new program restarts it
         restart_paths = [f"/etc/default/{unit}", *([monitoring.MTAIL_PROGRAM] if unit == "mtail" else [])]
     else:
-        restart_paths = [monitoring.unit_file(component), *release_binaries]
+        restart_paths = [monitoring.unit_file(component), *release_files[unit]]
     behind = {
         "unit": unit,
         "restart_paths": [*restart_paths, monitoring.hardening_file(component)],

@@ -181,7 +181,7 @@ ganymede_extra_ca_file = None
 # ganymede: OAuth client IDs of the login providers; their secrets come from HOLISTIX_<PROVIDER>_CLIENT_SECRET. A provider left out gets the placeholder 'unconfigured' (its login does not work).
 ganymede_oauth_client_ids = {}
 
-# ganymede: More plain variables for Ganymede (RATE_LIMIT_*, OTLP_*, DEBUG_API...); the ones the module sets, secrets and NODE_TLS_REJECT_UNAUTHORIZED are refused.
+# ganymede: More plain variables for Ganymede (RATE_LIMIT_*, DEBUG_API...); the ones the module sets, secrets and NODE_TLS_REJECT_UNAUTHORIZED are refused.
 ganymede_environment = {}
 
 # ganymede: Where Node.js comes from: NodeSource's apt repository (key pinned by fingerprint), or the distribution's nodejs (older than the platform's Node 24: for tests).
@@ -261,6 +261,18 @@ victorialogs_download_url = 'https://github.com/VictoriaMetrics/VictoriaLogs/rel
 
 # monitoring: sha256 of each release tarball the host needs, keyed by the tarball's file name, from the release's _checksums.txt files (a missing or wrong one stops the run before anything changes).
 victorialogs_sha256 = {}
+
+# monitoring: Hours Jaeger keeps a span (its Badger store's TTL); Badger has no size cap, so keep this short.
+traces_retention_hours = 72
+
+# monitoring: Jaeger (v2) release installed to /usr/local/bin/jaeger: the OTLP endpoint for Ganymede and the gateways, the traces' store and UI (changing it needs jaeger_sha256 for it).
+jaeger_version = '2.13.0'
+
+# monitoring: Where Jaeger's release tarball is fetched; {version} and {arch} (amd64, arm64) are filled in.
+jaeger_download_url = 'https://github.com/jaegertracing/jaeger/releases/download/v{version}/jaeger-{version}-linux-{arch}.tar.gz'
+
+# monitoring: sha256 of Jaeger's release tarball per architecture, from the release's jaeger-<version>.sha256sum.txt; the host's architecture must be listed.
+jaeger_sha256 = {}
 
 # monitoring: Addresses Alertmanager mails alerts to, through smtp_host as smtp_user (password from HOLISTIX_SMTP_PASSWORD). Empty sends no mail.
 alert_email_to = []

@@ -220,6 +220,21 @@ class VictoriaLogsVersion(FactBase):
         return text or None
 
 
+class JaegerVersion(FactBase):
+    """Release of the installed Jaeger binary ("2.13.0"; `jaeger version` prints JSON with
+    "gitVersion":"v2.13.0"), or None when there is none."""
+
+    def command(self, binary: str) -> str:
+        return (
+            f"test -x {binary} && {binary} version 2>/dev/null"
+            ' | sed -nE \'s/.*"gitVersion": *"v([0-9.]+)".*/\\1/p\' || true'
+        )
+
+    def process(self, output):
+        text = " ".join(output).strip()
+        return text or None
+
+
 class ZoneSerial(FactBase):
     """The SOA serial and content digest of a zone file the coredns module rendered, or None.
 

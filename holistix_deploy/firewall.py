@@ -3,7 +3,7 @@ prints (so the ufw_firewall operation can compare it with the host's rules)."""
 
 from __future__ import annotations
 
-from holistix_deploy.settings import FirewallRule, Settings
+from holistix_deploy.settings import MONITORING_LOOPBACK_PORTS, FirewallRule, Settings
 
 DEFAULTS = {"incoming": "deny", "outgoing": "allow", "routed": "deny"}
 
@@ -40,6 +40,8 @@ def ufw_rules(settings: Settings) -> list[str]:
         (53, "tcp", "gateways: dns"),
         (settings.gateway_build_server_port, "tcp", "gateways: build server"),
         (443, "tcp", "gateways: ganymede over https"),
+        (MONITORING_LOOPBACK_PORTS["otlp_grpc"], "tcp", "gateways: otlp"),
+        (MONITORING_LOOPBACK_PORTS["otlp_http"], "tcp", "gateways: otlp"),
     ):
         rules.append(
             f"ufw allow in on docker0 from {bridge.network} to {bridge.ip} port {port} proto {protocol} comment '{why}'"

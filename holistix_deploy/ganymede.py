@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from holistix_deploy import nginx
+from holistix_deploy import monitoring, nginx
 from holistix_deploy.templating import render
 
 if TYPE_CHECKING:
@@ -68,6 +68,8 @@ MANAGED_VARIABLES = {
     "NODE_OPTIONS": "the ganymede module (loopback listener)",
     "OTEL_SERVICE_NAME": "environment",
     "OTEL_DEPLOYMENT_ENVIRONMENT": "environment",
+    "OTLP_ENDPOINT_HTTP": "the monitoring module (Jaeger on loopback)",
+    "OTLP_ENDPOINT_GRPC": "the monitoring module (Jaeger on loopback)",
     "PUBLIC_TUNNEL": "the ganymede module (0)",
 } | {
     f"{provider.upper()}_CLIENT_{part}": f"ganymede_oauth_client_ids / HOLISTIX_{provider.upper()}_CLIENT_SECRET"
@@ -142,6 +144,9 @@ def environment(settings: Settings) -> dict[str, str]:
         "NODE_EXTRA_CA_CERTS": ca_bundle(settings),
         "OTEL_SERVICE_NAME": f"ganymede-{settings.environment}",
         "OTEL_DEPLOYMENT_ENVIRONMENT": settings.environment,
+        # the monitoring module's collector (Jaeger) on loopback
+        "OTLP_ENDPOINT_HTTP": monitoring.otlp_endpoints(settings, "loopback")["http"],
+        "OTLP_ENDPOINT_GRPC": monitoring.otlp_endpoints(settings, "loopback")["grpc"],
         "PUBLIC_TUNNEL": "0",
     }
     for provider in ("github", "gitlab", "discord", "linkedin"):

@@ -1,6 +1,6 @@
 """What the monitoring module runs, derived from the settings: the exporters and their loopback
-listeners, Prometheus's scrape targets, the alert rules, Alertmanager's routes, the probes, and
-the logs store with what ships the journal and nginx's logs to it.
+listeners, Prometheus's scrape targets, the alert rules, Alertmanager's routes, the probes, the
+logs store with what ships the journal and nginx's logs to it, and Jaeger, the OTLP endpoint.
 Pure functions, so unit tests (promtool, amtool) can check the files without a host."""
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ ALERTMANAGER_STORAGE_DIR = "/var/lib/prometheus/alertmanager"
 BIN_DIR = "/usr/local/bin"
 LOGS_STORAGE_DIR = "/var/lib/victoria-logs"
 VLAGENT_STATE_DIR = "/var/lib/vlagent"
+# Jaeger (v2): OTLP in (traces kept in its Badger store, logs passed on to VictoriaLogs)
+JAEGER_BINARY = f"{BIN_DIR}/jaeger"
+JAEGER_CONFIG = "/etc/jaeger/config.yaml"
+TRACES_STORAGE_DIR = "/var/lib/jaeger"
 # systemd-journal-upload (Debian's systemd-journal-remote) ships the journal to the logs store
 JOURNAL_UPLOAD_CONFIG = "/etc/systemd/journal-upload.conf.d/holistix.conf"
 
@@ -87,6 +91,8 @@ COMPONENTS = (
     # mincore: it checks whether its mmapped parts are in memory, and panics when refused
     Component("victoria-logs", None, "victorialogs", "victorialogs", True, system_calls=("mincore",)),
     Component("vlagent", None, "vlagent", "vlagent", True, groups=("adm",)),
+    # takes OTLP from the gateways on the Docker bridge too: its unit allows that network alone
+    Component("jaeger", None, "jaeger_metrics", "jaeger", False),
 )
 # {release tarball name: {member: installed path}}
 RELEASE_BINARIES = {
@@ -127,6 +133,58 @@ def unit_file(component: Component) -> str:
     return f"/etc/systemd/system/{component.unit}.service"
 
 
+def otlp_endpoints(settings: Settings, where: str) -> dict[str, str]:
+    """OTLP's URLs for Ganymede ("loopback") or the gateways ("bridge", the host's Docker bridge address)."""
+    address = LOOPBACK if where == "loopback" else str(settings.docker_bridge_cidr.ip)
+    return {
+        protocol: f"http://{address}:{MONITORING_LOOPBACK_PORTS[f'otlp_{protocol}']}" for protocol in ("http", "grpc")
+    }
+
+
+def listen_addresses(component: Component, settings: Settings) -> list[str]:
+    """Every address:port the component listens on."""
+    if component.unit != "jaeger":
+        return [component.address]
+    loopback = [
+        f"{LOOPBACK}:{MONITORING_LOOPBACK_PORTS[key]}"
+        for key in ("jaeger_ui", "jaeger_query_grpc", "jaeger_metrics", "jaeger_health", "otlp_grpc", "otlp_http")
+    ]
+    bridge = str(settings.docker_bridge_cidr.ip)
+    return loopback + [f"{bridge}:{MONITORING_LOOPBACK_PORTS[key]}" for key in ("otlp_grpc", "otlp_http")]
+
+
+def jaeger_release(settings: Settings, arch: str, host_name: str) -> dict:
+    """{url, sha256, binaries} of Jaeger's release tarball; a missing checksum stops the run."""
+    version = settings.jaeger_version
+    if arch not in settings.jaeger_sha256:
+        raise SettingsError(
+            host_name,
+            [
+                f"jaeger_sha256 = {dict(settings.jaeger_sha256)!r}: has no checksum for this host's architecture "
+                f"{arch}; copy jaeger-{version}-linux-{arch}.tar.gz's from jaeger-{version}.sha256sum.txt on "
+                "Jaeger's release page"
+            ],
+        )
+    return {
+        "url": settings.jaeger_download_url.format(version=version, arch=arch),
+        "sha256": settings.jaeger_sha256[arch],
+        "binaries": {f"jaeger-{version}-linux-{arch}/jaeger": JAEGER_BINARY},
+    }
+
+
+def render_jaeger_config(settings: Settings) -> str:
+    ports = MONITORING_LOOPBACK_PORTS
+    return render(
+        "monitoring/jaeger.yaml.j2",
+        receivers={"loopback": LOOPBACK, "bridge": str(settings.docker_bridge_cidr.ip)},
+        ports=ports,
+        loopback=LOOPBACK,
+        storage_dir=TRACES_STORAGE_DIR,
+        retention_hours=settings.traces_retention_hours,
+        logs_store=component("victoria-logs").address,
+    )
+
+
 def victorialogs_releases(settings: Settings, arch: str, host_name: str) -> list[dict]:
     """[{tarball, url, sha256, binaries}] for this architecture; a missing checksum stops the run,
     naming the setting and the tarball."""
@@ -152,8 +210,9 @@ def victorialogs_releases(settings: Settings, arch: str, host_name: str) -> list
     return releases
 
 
-def render_log_units(settings: Settings) -> dict[str, str]:
-    """{unit file: content} of the logs store and the nginx log shipper."""
+def render_units(settings: Settings) -> dict[str, str]:
+    """{unit file: content} of the release binaries' components: the logs store, the nginx log
+    shipper, Jaeger."""
     size_bytes = _bytes(settings.logs_retention_size)
     store, shipper = component("victoria-logs"), component("vlagent")
     return {
@@ -181,6 +240,14 @@ def render_log_units(settings: Settings) -> dict[str, str]:
             ],
             state_directory=VLAGENT_STATE_DIR.removeprefix("/var/lib/"),
             store_unit=store.unit,
+        ),
+        unit_file(component("jaeger")): render(
+            "monitoring/jaeger.service.j2",
+            binary=JAEGER_BINARY,
+            config=JAEGER_CONFIG,
+            state_directory=TRACES_STORAGE_DIR.removeprefix("/var/lib/"),
+            store_unit=store.unit,
+            bridge_network=str(settings.docker_bridge_cidr.network),
         ),
     }
 

@@ -798,6 +798,35 @@ def victorialogs_release(version: str, url: str, sha256: str, binaries: dict[str
 
 
 @operation()
+def jaeger_release(version: str, url: str, sha256: str, binaries: dict[str, str]):
+    """
+    Install Jaeger's binary from its release tarball, verified by its sha256, when the installed
+    one reports another version (or there is none).
+
+    + version: release, e.g. ``2.13.0``; ``jaeger version`` must say ``"gitVersion":"v<version>"``
+    + url: the release tarball
+    + sha256: the tarball's line in ``jaeger-<version>.sha256sum.txt``
+    + binaries: {member: installed path}, e.g. ``{"jaeger-2.13.0-linux-amd64/jaeger": "/usr/local/bin/jaeger"}``
+    """
+    from holistix_deploy.facts import JaegerVersion
+
+    (member, binary), *_ = binaries.items()
+    expected = f'"gitVersion":"v{version}"'
+    if host.get_fact(JaegerVersion, binary=binary) == version:
+        host.noop(f"Jaeger {version} is installed")
+        return
+    yield from _install_release(
+        "jaeger",
+        f"Jaeger {version}",
+        url,
+        sha256,
+        binaries,
+        f"{{work}}/{member} version 2>/dev/null | grep -q {shlex.quote(expected)}",
+        None,
+    )
+
+
+@operation()
 def resolv_conf(content: str, domain: str, nameserver: str = "127.0.0.1"):
     """
     Point the host's /etc/resolv.conf at a local DNS server, only once that server answers.

@@ -255,6 +255,14 @@ MONITORING_LOOPBACK_PORTS = {
     "nginx_status": 8088,
     "victorialogs": 9428,
     "vlagent": 9429,
+    # Jaeger: its UI and query API, its own metrics and health; the OTLP receivers (also on the
+    # Docker bridge's address, for the gateways)
+    "jaeger_ui": 16686,
+    "jaeger_query_grpc": 16685,
+    "jaeger_metrics": 8888,
+    "jaeger_health": 13133,
+    "otlp_grpc": 4317,
+    "otlp_http": 4318,
 }
 # the VictoriaLogs release tarballs the monitoring module installs from ({name} in victorialogs_download_url)
 VICTORIALOGS_TARBALLS = ("victoria-logs", "vlutils")
@@ -890,7 +898,7 @@ class Settings(BaseModel):
     ganymede_environment: dict[str, str] = _setting(
         {},
         module="ganymede",
-        description="More plain variables for Ganymede (RATE_LIMIT_*, OTLP_*, DEBUG_API...); the ones the module "
+        description="More plain variables for Ganymede (RATE_LIMIT_*, DEBUG_API...); the ones the module "
         "sets, secrets and NODE_TLS_REJECT_UNAUTHORIZED are refused.",
     )
     nodejs_source: Literal["nodesource", "distro"] = _setting(
@@ -1035,6 +1043,31 @@ class Settings(BaseModel):
                 "vlutils-linux-amd64-v1.52.1.tar.gz": "<64 hex digits>",
             }
         ],
+    )
+    traces_retention_hours: int = _setting(
+        72,
+        module="monitoring",
+        ge=1,
+        le=24 * 90,
+        description="Hours Jaeger keeps a span (its Badger store's TTL); Badger has no size cap, so keep this short.",
+    )
+    jaeger_version: str = _setting(
+        "2.13.0",
+        module="monitoring",
+        description="Jaeger (v2) release installed to /usr/local/bin/jaeger: the OTLP endpoint for Ganymede and "
+        "the gateways, the traces' store and UI (changing it needs jaeger_sha256 for it).",
+    )
+    jaeger_download_url: str = _setting(
+        "https://github.com/jaegertracing/jaeger/releases/download/v{version}/jaeger-{version}-linux-{arch}.tar.gz",
+        module="monitoring",
+        description="Where Jaeger's release tarball is fetched; {version} and {arch} (amd64, arm64) are filled in.",
+    )
+    jaeger_sha256: dict[Literal["amd64", "arm64"], str] = _setting(
+        {},
+        module="monitoring",
+        description="sha256 of Jaeger's release tarball per architecture, from the release's "
+        "jaeger-<version>.sha256sum.txt; the host's architecture must be listed.",
+        examples=[{"amd64": "<64 hex digits from jaeger-2.13.0.sha256sum.txt>"}],
     )
     alert_email_to: list[str] = _setting(
         [],
@@ -1276,31 +1309,24 @@ class Settings(BaseModel):
             raise ValueError("has none of schema/, migrations/, procedures/: is it a platform build's database/?")
         return str(path)
 
-    @field_validator("coredns_version")
+    @field_validator("coredns_version", "jaeger_version", "victorialogs_version")
     @classmethod
     def _version_is_a_release(cls, value: str) -> str:
         if not re.fullmatch(r"\d+\.\d+\.\d+", value):
-            raise ValueError("must be a release number like 1.14.7 (no leading v)")
+            raise ValueError("must be a release number like 1.2.3 (no leading v)")
         return value
 
-    @field_validator("coredns_download_url")
+    @field_validator("coredns_download_url", "jaeger_download_url")
     @classmethod
     def _url_is_a_template(cls, value: str) -> str:
         return _check_release_url(value, placeholders=("version", "arch"), required=("arch",))
 
-    @field_validator("coredns_sha256")
+    @field_validator("coredns_sha256", "jaeger_sha256")
     @classmethod
     def _checksums_are_sha256(cls, value: dict[str, str]) -> dict[str, str]:
         for arch, digest in value.items():
             if not re.fullmatch(r"[0-9a-f]{64}", digest):
                 raise ValueError(f"{arch}: {digest!r} is not a sha256 (64 lower case hex digits)")
-        return value
-
-    @field_validator("victorialogs_version")
-    @classmethod
-    def _victorialogs_version_is_a_release(cls, value: str) -> str:
-        if not re.fullmatch(r"\d+\.\d+\.\d+", value):
-            raise ValueError("must be a release number like 1.52.1 (no leading v)")
         return value
 
     @field_validator("victorialogs_download_url")

@@ -43,6 +43,18 @@ def _victorialogs_checksums(version: str) -> dict:
     return checksums
 
 
+def _jaeger_checksums(version: str) -> dict:
+    """{arch: sha256} of the locally built Jaeger tarballs (scripts/jaeger-artifact), from
+    jaeger-<version>.sha256sum.txt as the release publishes it."""
+    sums = _artifacts / f"jaeger-{version}.sha256sum.txt"
+    checksums = {}
+    for line in sums.read_text().splitlines() if sums.exists() else []:
+        digest, name = line.split()
+        if name.lstrip("*").startswith(f"jaeger-{version}-linux-") and name.endswith(".tar.gz"):
+            checksums[name.lstrip("*").removesuffix(".tar.gz").rsplit("-", 1)[1]] = digest
+    return checksums
+
+
 def _release(version: str) -> dict | None:
     """A platform release made of the contract stand-ins (scripts/ganymede-release-artifact),
     downloaded by the host from the harness's download server, like a release from a URL."""
@@ -125,6 +137,8 @@ local = (
         # VictoriaLogs, like CoreDNS, from the harness's download stand-in
         "victorialogs_download_url": f"http://{_outside}:8800/{{name}}-linux-{{arch}}-v{{version}}.tar.gz",
         "victorialogs_sha256": _victorialogs_checksums(Settings.model_fields["victorialogs_version"].default),
+        "jaeger_download_url": f"http://{_outside}:8800/jaeger-{{version}}-linux-{{arch}}.tar.gz",
+        "jaeger_sha256": _jaeger_checksums(Settings.model_fields["jaeger_version"].default),
         "dns_records": [
             {"name": "@", "type": "MX", "value": "10 mail.staging.holistix.test"},
             {"name": "mail", "type": "A", "value": "192.0.2.25"},

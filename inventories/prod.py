@@ -48,6 +48,8 @@ vps = [
             #     "victoria-logs-linux-amd64-v1.52.1.tar.gz": "<64 hex digits>",
             #     "vlutils-linux-amd64-v1.52.1.tar.gz": "<64 hex digits>",
             # },
+            # and Jaeger's, from jaeger-2.13.0.sha256sum.txt on https://github.com/jaegertracing/jaeger/releases:
+            # "jaeger_sha256": {"amd64": "<64 hex digits>"},
             # Required by deploys/ganymede.py and deploys/gateway_pool.py: the platform build and the
             # gateway image (docker save), each with the sha256 published with it (README, Releases):
             # "ganymede_release": {"version": "1.4.2", "source": "https://...", "sha256": "<64 hex>"},

@@ -76,6 +76,8 @@ def desired(wanted: dict) -> dict[str, dict]:
                 "ALLOWED_ORIGINS": json.dumps([f"https://{wanted['domain']}"]),
                 "OTEL_SERVICE_NAME": f"gateway-{name}",
                 "OTEL_DEPLOYMENT_ENVIRONMENT": env,
+                "OTLP_ENDPOINT_HTTP": wanted["otlp"]["http"],
+                "OTLP_ENDPOINT_GRPC": wanted["otlp"]["grpc"],
                 "NODE_ENV": "production",
             },
             "memory": wanted["memory"],

@@ -5,6 +5,8 @@ and the backups' metrics are fresh, and the journal's and nginx's lines reach th
 from __future__ import annotations
 
 import json
+import secrets
+import shlex
 import time
 import uuid
 
@@ -40,13 +42,14 @@ def targets(host) -> list[dict]:
 
 
 @pytest.mark.parametrize("component", monitoring.COMPONENTS, ids=lambda c: c.unit)
-def test_component_runs_and_listens_on_loopback_only(host, component):
+def test_component_runs_and_listens_on_loopback_only(host, settings, component):
+    """Loopback only; Jaeger's OTLP receivers also on the Docker bridge's address, for the gateways."""
     service = host.service(component.unit)
     assert service.is_running and service.is_enabled
     main_pid = host.check_output(f"systemctl show -P MainPID {component.unit}")
     with host.sudo():
         listening = host.check_output(f"ss -H -ltnp | grep 'pid={main_pid},' | awk '{{print $4}}'").split()
-    assert listening == [component.address], f"{component.unit} listens on {listening}"
+    assert sorted(listening) == sorted(monitoring.listen_addresses(component, settings)), listening
 
 
 @pytest.mark.parametrize("component", monitoring.COMPONENTS, ids=lambda c: c.unit)
@@ -220,3 +223,99 @@ def test_the_release_binaries_are_the_pinned_release(host, settings):
     for binary in ("victoria-logs", "vlagent", "vlogscli"):
         version = host.check_output(f"/usr/local/bin/{binary} -version")
         assert f"-tags-v{settings.victorialogs_version}-" in version, (binary, version)
+
+
+# -- traces: Jaeger takes OTLP from Ganymede (loopback) and the gateways (the Docker bridge) ------------
+
+JAEGER = "http://127.0.0.1:16686"
+
+
+def _span(service: str) -> tuple[str, str]:
+    """(trace id, OTLP/HTTP JSON body) of one finished span from ``service``."""
+    trace_id, now = secrets.token_hex(16), time.time_ns()
+    span = {
+        "traceId": trace_id,
+        "spanId": secrets.token_hex(8),
+        "name": "holistix-host-suite",
+        "kind": 1,
+        "startTimeUnixNano": str(now),
+        "endTimeUnixNano": str(now + 1_000_000),
+    }
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
+    body = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": {"name": "probe"}, "spans": [span]}]}]}
+    return trace_id, json.dumps(body)
+
+
+def _trace_services(host, trace_id: str, seconds: float = 20) -> set[str]:
+    """The services of a trace Jaeger holds, once it has it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = host.run(f"curl -sf -m 5 {JAEGER}/api/traces/{trace_id}")
+        if answer.rc == 0 and json.loads(answer.stdout)["data"]:
+            return {process["serviceName"] for process in json.loads(answer.stdout)["data"][0]["processes"].values()}
+        if time.monotonic() > deadline:
+            return set()
+        time.sleep(1)
+
+
+def test_ganymede_is_pointed_at_the_otlp_endpoint_on_loopback(host, settings):
+    main_pid = host.check_output(f"systemctl show -P MainPID ganymede@{settings.environment}")
+    with host.sudo():
+        variables = host.check_output(f"tr '\\0' '\\n' < /proc/{main_pid}/environ | grep '^OTLP_ENDPOINT_'")
+    assert sorted(variables.splitlines()) == [
+        "OTLP_ENDPOINT_GRPC=http://127.0.0.1:4317",
+        "OTLP_ENDPOINT_HTTP=http://127.0.0.1:4318",
+    ]
+
+
+def test_a_span_sent_to_the_loopback_endpoint_is_found_in_jaeger(host, settings):
+    trace_id, body = _span(f"ganymede-{settings.environment}")
+    sent = host.run(
+        f"curl -sf -m 5 -H 'Content-Type: application/json' --data-binary {shlex.quote(body)}"
+        " http://127.0.0.1:4318/v1/traces"
+    )
+    assert sent.rc == 0, sent.stderr
+    assert _trace_services(host, trace_id) == {f"ganymede-{settings.environment}"}
+
+
+def test_a_span_a_gateway_sends_to_its_otlp_endpoint_is_found_in_jaeger(host, settings):
+    """From inside a pool container, to the OTLP_ENDPOINT_HTTP it was given (the bridge's address,
+    through the firewall's docker0 rule)."""
+    if settings.gateway_image is None:
+        pytest.skip("no gateway image in the settings: the pool has no containers to send from")
+    container = f"gw-pool-{settings.environment}-1"
+    trace_id, body = _span(f"gateway-{container}")
+    with host.sudo():
+        sent = host.run(
+            f"docker exec {container} sh -c "
+            + shlex.quote(
+                f"printf %s {shlex.quote(body)} > /tmp/span.json && wget -q -O /dev/null"
+                " --header=Content-Type:application/json --post-file=/tmp/span.json $OTLP_ENDPOINT_HTTP/v1/traces"
+            )
+        )
+    assert sent.rc == 0, sent.stderr
+    assert _trace_services(host, trace_id) == {f"gateway-{container}"}
+
+
+def test_otlp_logs_reach_the_logs_store(host, settings):
+    marker = f"holistix-host-suite-{uuid.uuid4().hex}"
+    record = {"timeUnixNano": str(time.time_ns()), "severityText": "INFO", "body": {"stringValue": marker}}
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": f"ganymede-{settings.environment}"}}]}
+    body = json.dumps({"resourceLogs": [{"resource": resource, "scopeLogs": [{"logRecords": [record]}]}]})
+    sent = host.run(
+        f"curl -sf -m 5 -H 'Content-Type: application/json' --data-binary {shlex.quote(body)}"
+        " http://127.0.0.1:4318/v1/logs"
+    )
+    assert sent.rc == 0, sent.stderr
+    found = _eventually_logged(host, marker)
+    assert [(entry["_msg"], entry["service.name"]) for entry in found] == [(marker, f"ganymede-{settings.environment}")]
+
+
+def test_jaeger_keeps_spans_as_long_as_the_settings_say(host, settings):
+    import yaml
+
+    config = yaml.safe_load(host.file(monitoring.JAEGER_CONFIG).content_string)
+    badger = config["extensions"]["jaeger_storage"]["backends"]["traces"]["badger"]
+    assert badger["ttl"]["spans"] == f"{settings.traces_retention_hours}h"
+    version = host.check_output(f"{monitoring.JAEGER_BINARY} version 2>/dev/null")
+    assert json.loads(version)["gitVersion"] == f"v{settings.jaeger_version}"

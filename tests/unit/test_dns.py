@@ -22,8 +22,8 @@ def settings_with(valid_data, **changes):
 
 # (key, bad value, words of the rule the message must contain)
 BAD_DNS_SETTINGS = [
-    ("coredns_version", "v1.14.7", "like 1.14.7"),
-    ("coredns_version", "latest", "like 1.14.7"),
+    ("coredns_version", "v1.14.7", "like 1.2.3 (no leading v)"),
+    ("coredns_version", "latest", "like 1.2.3 (no leading v)"),
     ("coredns_download_url", "ftp://mirror/coredns.tgz", "http(s) URL"),
     ("coredns_download_url", "https://mirror.example.com/coredns_{version}.tgz", "must contain {arch}"),
     ("coredns_download_url", "https://mirror.example.com/{name}_{arch}.tgz", "{name} is unknown"),

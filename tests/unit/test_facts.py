@@ -102,3 +102,20 @@ def test_victorialogs_version_is_read_from_what_the_release_binary_prints(tmp_pa
     assert fact.process(output.splitlines()) == "1.52.1"
     missing = subprocess.run(["sh", "-c", fact.command(str(tmp_path / "none"))], capture_output=True, text=True)
     assert fact.process(missing.stdout.splitlines()) is None
+
+
+def test_jaeger_version_is_read_from_what_the_release_binary_prints(tmp_path):
+    import subprocess
+
+    from holistix_deploy.facts import JaegerVersion
+
+    fact = JaegerVersion()
+    binary = tmp_path / "jaeger"
+    # what the 2.13.0 release's binary prints for `jaeger version` (its log line goes to stderr)
+    binary.write_text(
+        "#!/bin/sh\necho 'application version: git-commit=abc, git-version=v2.13.0' >&2\n"
+        'echo \'{"gitCommit":"abc","gitVersion":"v2.13.0","buildDate":"2025-12-03T00:00:00Z"}\'\n'
+    )
+    binary.chmod(0o755)
+    output = subprocess.run(["sh", "-c", fact.command(str(binary))], capture_output=True, text=True).stdout
+    assert fact.process(output.splitlines()) == "2.13.0"

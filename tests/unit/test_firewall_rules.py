@@ -25,7 +25,7 @@ def test_public_dns_opens_53_on_both_protocols_only_when_asked(valid_data):
     assert "ufw allow 53/udp comment 'dns, authoritative for the domain'" in opened
 
 
-def test_docker_bridge_reaches_dns_build_server_and_https(valid_data):
+def test_docker_bridge_reaches_dns_build_server_https_and_otlp(valid_data):
     rules = ufw_rules(settings_with(valid_data, docker_bridge_cidr="172.18.0.1/16", gateway_build_server_port=8091))
     bridge_rules = [r for r in rules if " on docker0 " in r]
     assert bridge_rules == [
@@ -33,6 +33,8 @@ def test_docker_bridge_reaches_dns_build_server_and_https(valid_data):
         "ufw allow in on docker0 from 172.18.0.0/16 to 172.18.0.1 port 53 proto tcp comment 'gateways: dns'",
         "ufw allow in on docker0 from 172.18.0.0/16 to 172.18.0.1 port 8091 proto tcp comment 'gateways: build server'",
         "ufw allow in on docker0 from 172.18.0.0/16 to 172.18.0.1 port 443 proto tcp comment 'gateways: ganymede over https'",
+        "ufw allow in on docker0 from 172.18.0.0/16 to 172.18.0.1 port 4317 proto tcp comment 'gateways: otlp'",
+        "ufw allow in on docker0 from 172.18.0.0/16 to 172.18.0.1 port 4318 proto tcp comment 'gateways: otlp'",
     ]
 
 

@@ -26,6 +26,7 @@ PLAN = {
     "memory": "1g",
     "cpus": 1.0,
     "pids": 512,
+    "otlp": {"http": "http://172.17.0.1:4318", "grpc": "http://172.17.0.1:4317"},
 }
 
 
@@ -38,6 +39,13 @@ def test_each_gateway_gets_its_ports_on_the_bridge_and_the_vpn_port_public(pool)
     assert list(wanted) == ["gw-pool-prod-1", "gw-pool-prod-2", "gw-pool-prod-3"]
     assert wanted["gw-pool-prod-2"]["publish"] == ["172.17.0.1:7101:7101/tcp", "49101:49101/udp"]
     assert wanted["gw-pool-prod-2"]["nginx_upstream"] == "172.17.0.1:7101"
+
+
+def test_each_gateway_sends_its_telemetry_to_the_otlp_endpoint_on_the_bridge(pool):
+    environment = pool.desired(PLAN)["gw-pool-prod-1"]["environment"]
+    assert environment["OTLP_ENDPOINT_HTTP"] == "http://172.17.0.1:4318"
+    assert environment["OTLP_ENDPOINT_GRPC"] == "http://172.17.0.1:4317"
+    assert environment["OTEL_SERVICE_NAME"] == "gateway-gw-pool-prod-1"
 
 
 def test_an_unchanged_pool_needs_nothing(pool):

@@ -67,12 +67,16 @@ def mailing_data(valid_data):
         ("monitoring_probe_ca_file", "/nonexistent/ca.pem", "is not a PEM certificate file"),
         ("logs_retention_days", 0, "greater than or equal to 1"),
         ("logs_retention_size", "1.5G", "must be a size with a unit K, M or G"),
-        ("victorialogs_version", "v1.52.1", "like 1.52.1"),
+        ("victorialogs_version", "v1.52.1", "like 1.2.3 (no leading v)"),
         ("victorialogs_download_url", "https://mirror.example.com/{name}-v{version}.tar.gz", "must contain {arch}"),
         ("victorialogs_download_url", "https://mirror.example.com/{arch}/v{version}.tar.gz", "must contain {name}"),
         ("victorialogs_download_url", "https://mirror.example.com/{name}-{os}-{arch}.tar.gz", "{os} is unknown"),
         ("victorialogs_sha256", {"victoria-logs-linux-amd64-v1.52.1.tar.gz": "abc"}, "is not a sha256"),
         ("victorialogs_sha256", {"victoria-logs-linux-amd64.tar.gz": "a" * 64}, "not a release tarball's name"),
+        ("traces_retention_hours", 0, "greater than or equal to 1"),
+        ("jaeger_version", "v2.13.0", "no leading v"),
+        ("jaeger_sha256", {"amd64": "abc"}, "not a sha256"),
+        ("jaeger_download_url", "https://mirror.example.com/jaeger-{version}.tar.gz", "must contain {arch}"),
     ],
 )
 def test_bad_monitoring_settings_are_refused_naming_the_key_and_rule(valid_data, key, value, rule):
@@ -144,7 +148,7 @@ def test_each_release_tarball_comes_from_its_url_with_its_checksum(valid_data):
 
 
 def test_the_logs_store_keeps_what_the_settings_say_on_loopback_only(valid_data):
-    units = monitoring.render_log_units(_settings(valid_data, logs_retention_days=7, logs_retention_size="512M"))
+    units = monitoring.render_units(_settings(valid_data, logs_retention_days=7, logs_retention_size="512M"))
     store = units["/etc/systemd/system/victoria-logs.service"]
     assert "-httpListenAddr=127.0.0.1:9428 " in store
     assert "-retentionPeriod=7d " in store and f"-retention.maxDiskSpaceUsageBytes={512 * 1024**2}\n" in store
@@ -160,6 +164,73 @@ def test_the_journal_goes_to_the_logs_store_on_loopback(valid_data):
     upload = monitoring.render_journal_upload(_settings(valid_data))
     assert upload[monitoring.JOURNAL_UPLOAD_CONFIG].endswith("[Upload]\nURL=http://127.0.0.1:9428/insert/journald\n")
     assert "IPAddressAllow=localhost" in upload[monitoring.JOURNAL_UPLOAD_DROP_IN]
+
+
+# -- traces: Jaeger, the OTLP endpoint ---------------------------------------------------------------
+
+
+def _jaeger_binary(tmp_path: Path) -> str:
+    """The jaeger binary of the release tarball scripts/jaeger-artifact made (as production downloads it)."""
+    artifacts = Path(os.environ.get("HOLISTIX_ARTIFACTS", "/var/cache/holistix-deploy/artifacts"))
+    tarballs = sorted(artifacts.glob("jaeger-*-linux-*.tar.gz"))
+    if not tarballs:
+        pytest.fail(f"no Jaeger tarball in {artifacts}: run `make unit` (scripts/jaeger-artifact builds it)")
+    subprocess.run(["tar", "-xzf", str(tarballs[-1]), "-C", str(tmp_path)], check=True)
+    return str(next(tmp_path.glob("jaeger-*/jaeger")))
+
+
+def test_the_jaeger_config_passes_jaeger_validate(valid_data, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(monitoring.render_jaeger_config(_settings(valid_data)))
+    jaeger = _jaeger_binary(tmp_path)
+    checked = _run(jaeger, "validate", f"--config=file:{config}")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # ... and the checker refuses a broken one (the live file would stay)
+    config.write_text(config.read_text().replace("ttl:", "time_to_live:"))
+    assert _run(jaeger, "validate", f"--config=file:{config}").returncode != 0
+
+
+def test_otlp_listens_on_loopback_and_the_bridge_and_everything_else_on_loopback(valid_data):
+    settings = _settings(valid_data, docker_bridge_cidr="172.18.0.1/16", traces_retention_hours=24)
+    config = yaml.safe_load(monitoring.render_jaeger_config(settings))
+    endpoints = [
+        protocol["endpoint"] for receiver in config["receivers"].values() for protocol in receiver["protocols"].values()
+    ]
+    assert sorted(endpoints) == ["127.0.0.1:4317", "127.0.0.1:4318", "172.18.0.1:4317", "172.18.0.1:4318"]
+    own = [config["extensions"]["healthcheckv2"]["http"]["endpoint"]] + [
+        config["extensions"]["jaeger_query"][protocol]["endpoint"] for protocol in ("http", "grpc")
+    ]
+    assert all(endpoint.startswith("127.0.0.1:") for endpoint in own), own
+    assert (
+        config["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]["host"] == "127.0.0.1"
+    )
+    assert config["extensions"]["jaeger_storage"]["backends"]["traces"]["badger"]["ttl"]["spans"] == "24h"
+    # OTLP logs go on to the logs store; both pipelines take both receivers
+    assert config["exporters"]["otlphttp/logs"]["logs_endpoint"] == "http://127.0.0.1:9428/insert/opentelemetry/v1/logs"
+    assert {tuple(p["receivers"]) for p in config["service"]["pipelines"].values()} == {
+        ("otlp/loopback", "otlp/bridge")
+    }
+    unit = monitoring.render_units(settings)["/etc/systemd/system/jaeger.service"]
+    assert "IPAddressDeny=any\nIPAddressAllow=localhost 172.18.0.0/16\n" in unit
+
+
+def test_a_missing_jaeger_checksum_stops_the_run_naming_the_setting(valid_data):
+    with pytest.raises(SettingsError) as stopped:
+        monitoring.jaeger_release(_settings(valid_data, jaeger_sha256={"arm64": "a" * 64}), "amd64", "vps1")
+    assert "jaeger_sha256 = {'arm64': " in str(stopped.value) and "architecture amd64" in str(stopped.value)
+
+
+def test_ganymede_and_the_gateways_are_given_the_otlp_endpoint(valid_data):
+    from holistix_deploy import ganymede
+
+    settings = _settings(valid_data, docker_bridge_cidr="172.18.0.1/16")
+    variables = ganymede.environment(settings)
+    assert variables["OTLP_ENDPOINT_HTTP"] == "http://127.0.0.1:4318"
+    assert variables["OTLP_ENDPOINT_GRPC"] == "http://127.0.0.1:4317"
+    assert monitoring.otlp_endpoints(settings, "bridge") == {
+        "http": "http://172.18.0.1:4318",
+        "grpc": "http://172.18.0.1:4317",
+    }
 
 
 # -- the files, checked by their daemons' own tools ------------------------------------------------------
