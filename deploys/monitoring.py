@@ -1,4 +1,4 @@
-"""monitoring: metrics, alerts and logs for the whole host.
+"""monitoring: metrics, alerts, logs and traces for the whole host.
 
 Manages: Prometheus (retention from settings; the alert rules, checked by promtool), Alertmanager
 (mail through smtp_host and/or a webhook; checked by amtool; no cluster listener), the node
@@ -9,12 +9,16 @@ their certificates' expiry, a DNS probe of CoreDNS), mtail (Ganymede's responses
 nginx's access log) and CoreDNS's own metrics, all from the distribution's packages; VictoriaLogs
 (the logs store, retention from settings) with vlagent shipping nginx's logs to it, from
 VictoriaLogs's release tarballs (pinned, sha256-checked), and systemd-journal-upload shipping the
-journal. Every listener is on 127.0.0.1; every unit gets a sandboxing drop-in. Configuration is checked by its own tool before it replaces the live file,
+journal; Jaeger (release tarball, pinned, sha256-checked), the OTLP endpoint of Ganymede and the
+gateways, keeping traces and passing OTLP logs on to VictoriaLogs. Every listener is on 127.0.0.1
+(Jaeger's OTLP receivers also on the Docker bridge's address); every unit gets a sandboxing
+drop-in. Configuration is checked by its own tool before it replaces the live file,
 then the daemon reloads; a rejected file fails the run and the old one keeps serving.
 
-Reads: domain, environment, ganymede_health_path, smtp_*, monitoring_*, logs_*, victorialogs_*, alert_*.
-Needs: postgres, nginx, coredns (it scrapes them); the SMTP password (HOLISTIX_SMTP_PASSWORD)
-when alert_email_to is set.
+Reads: domain, environment, docker_bridge_cidr, ganymede_health_path, smtp_*, monitoring_*, logs_*,
+victorialogs_*, traces_*, jaeger_*, alert_*.
+Needs: postgres, nginx, coredns (it scrapes them); Docker (gateway_pool: Jaeger listens on its
+bridge's address); the SMTP password (HOLISTIX_SMTP_PASSWORD) when alert_email_to is set.
 
     pyinfra inventories/prod.py deploys/monitoring.py
 """
@@ -31,6 +35,7 @@ from pyinfra.operations.util import any_changed
 from holistix_deploy import dns, monitoring
 from holistix_deploy.facts import AptPackageAvailable, DaemonBehind
 from holistix_deploy.operations import (
+    daemon_answers,
     jaeger_release,
     operator_secret,
     postgres_monitoring_role,
@@ -114,6 +119,9 @@ jaeger_release(
     name=f"Ensure Jaeger {settings.jaeger_version} ({arch}) is installed, checked against its sha256",
     version=settings.jaeger_version,
     **jaeger,
+    # a new release must accept the configuration that is live now, or it is not installed
+    check_command=f"if [ -f {monitoring.JAEGER_CONFIG} ]; then {{binary}} validate"
+    f" --config=file:{monitoring.JAEGER_CONFIG} >/dev/null; fi",
 )
 
 # -- what the exporters read --------------------------------------------------------------------------
@@ -198,7 +206,8 @@ files.directory(
 _checked(
     monitoring.JAEGER_CONFIG,
     monitoring.render_jaeger_config(settings),
-    f"{monitoring.JAEGER_BINARY} validate --config=file:{{path}} >/dev/null 2>&1",
+    # its reasons go to stderr, which pyinfra shows when the run fails
+    f"{monitoring.JAEGER_BINARY} validate --config=file:{{path}} >/dev/null",
     "the OTLP receivers and the traces' store",
 )
 # mtail compiles every program of a directory: the candidate is compiled alone in a scratch one
@@ -258,6 +267,12 @@ for component in monitoring.COMPONENTS:
             name=f"Ensure {unit} serves its current configuration",
             commands=[f"systemctl reload {unit}"],
             _if=lambda behind=behind: host.get_fact(DaemonBehind, **behind) == "reload",
+        )
+    if not component.package:
+        daemon_answers(
+            name=f"Ensure {unit} is up (its health endpoint answers)",
+            unit=unit,
+            url=monitoring.health_url(component),
         )
 
 # the journal goes once the store runs (it uploads from where it stopped: its cursor is kept)

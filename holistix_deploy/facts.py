@@ -235,6 +235,20 @@ class JaegerVersion(FactBase):
         return text or None
 
 
+class HttpAnswers(FactBase):
+    """Whether ``url`` answers 2xx within 30 s (a daemon that was just restarted gets the time
+    to open its port)."""
+
+    def command(self, url: str) -> str:
+        return (
+            f"for attempt in $(seq 60); do curl -sf -o /dev/null -m 2 {url} && echo yes && exit 0; sleep 0.5; done;"
+            " echo no"
+        )
+
+    def process(self, output):
+        return bool(output) and output[-1].strip() == "yes"
+
+
 class ZoneSerial(FactBase):
     """The SOA serial and content digest of a zone file the coredns module rendered, or None.
 

@@ -37,7 +37,10 @@ ALERTMANAGER_STORAGE_DIR = "/var/lib/prometheus/alertmanager"
 BIN_DIR = "/usr/local/bin"
 LOGS_STORAGE_DIR = "/var/lib/victoria-logs"
 VLAGENT_STATE_DIR = "/var/lib/vlagent"
-# Jaeger (v2): OTLP in (traces kept in its Badger store, logs passed on to VictoriaLogs)
+# Jaeger (v2): OTLP in (traces kept in its Badger store, logs passed on to VictoriaLogs); it
+# stops taking spans above this share of the host's memory (a flood from a gateway is refused,
+# not held)
+JAEGER_MEMORY_LIMIT_PERCENT = 20
 JAEGER_BINARY = f"{BIN_DIR}/jaeger"
 JAEGER_CONFIG = "/etc/jaeger/config.yaml"
 TRACES_STORAGE_DIR = "/var/lib/jaeger"
@@ -128,6 +131,13 @@ def hardening_file(component: Component) -> str:
     return f"/etc/systemd/system/{component.unit}.service.d/50-holistix-hardening.conf"
 
 
+def health_url(component: Component) -> str:
+    """Where a release binary's component says it is up (the packaged ones are checked by the host suite)."""
+    if component.unit == "jaeger":
+        return f"http://{LOOPBACK}:{MONITORING_LOOPBACK_PORTS['jaeger_health']}/status"
+    return f"http://{component.address}/health"
+
+
 def unit_file(component: Component) -> str:
     """Where the unit of a release binary's component is (packaged units stay under /usr/lib)."""
     return f"/etc/systemd/system/{component.unit}.service"
@@ -182,6 +192,7 @@ def render_jaeger_config(settings: Settings) -> str:
         storage_dir=TRACES_STORAGE_DIR,
         retention_hours=settings.traces_retention_hours,
         logs_store=component("victoria-logs").address,
+        memory_limit_percent=JAEGER_MEMORY_LIMIT_PERCENT,
     )
 
 
@@ -213,7 +224,7 @@ def victorialogs_releases(settings: Settings, arch: str, host_name: str) -> list
 def render_units(settings: Settings) -> dict[str, str]:
     """{unit file: content} of the release binaries' components: the logs store, the nginx log
     shipper, Jaeger."""
-    size_bytes = _bytes(settings.logs_retention_size)
+    size_bytes = size_in_bytes(settings.logs_retention_size)
     store, shipper = component("victoria-logs"), component("vlagent")
     return {
         unit_file(store): render(
@@ -264,7 +275,7 @@ def render_journal_upload(settings: Settings) -> dict[str, str]:
 JOURNAL_UPLOAD_DROP_IN = "/etc/systemd/system/systemd-journal-upload.service.d/50-holistix.conf"
 
 
-def _bytes(size: str) -> int:
+def size_in_bytes(size: str) -> int:
     """A settings size (K, M or G, binary) in bytes."""
     return int(size[:-1]) * 1024 ** ("KMG".index(size[-1]) + 1)
 

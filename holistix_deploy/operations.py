@@ -772,7 +772,7 @@ def coredns_release(
 def victorialogs_release(version: str, url: str, sha256: str, binaries: dict[str, str]):
     """
     Install binaries from a VictoriaLogs release tarball (victoria-logs-... or vlutils-...),
-    verified by its sha256, when the first of them reports another version (or is missing).
+    verified by its sha256, when any of them reports another version (or is missing).
 
     + version: release, e.g. ``1.52.1``; each binary's ``-version`` must hold ``-tags-v<version>-``
     + url: the release tarball
@@ -798,7 +798,7 @@ def victorialogs_release(version: str, url: str, sha256: str, binaries: dict[str
 
 
 @operation()
-def jaeger_release(version: str, url: str, sha256: str, binaries: dict[str, str]):
+def jaeger_release(version: str, url: str, sha256: str, binaries: dict[str, str], check_command: str | None = None):
     """
     Install Jaeger's binary from its release tarball, verified by its sha256, when the installed
     one reports another version (or there is none).
@@ -807,6 +807,8 @@ def jaeger_release(version: str, url: str, sha256: str, binaries: dict[str, str]
     + url: the release tarball
     + sha256: the tarball's line in ``jaeger-<version>.sha256sum.txt``
     + binaries: {member: installed path}, e.g. ``{"jaeger-2.13.0-linux-amd64/jaeger": "/usr/local/bin/jaeger"}``
+    + check_command: run with ``{binary}`` = the new binary; it must accept the live configuration
+      (a release that rejects it is not installed)
     """
     from holistix_deploy.facts import JaegerVersion
 
@@ -822,7 +824,7 @@ def jaeger_release(version: str, url: str, sha256: str, binaries: dict[str, str]
         sha256,
         binaries,
         f"{{work}}/{member} version 2>/dev/null | grep -q {shlex.quote(expected)}",
-        None,
+        check_command.format(binary=f"{{work}}/{member}") if check_command else None,
     )
 
 
@@ -879,6 +881,28 @@ def dns_server_answers(server: str, domain: str, unit: str):
         raise OperationError(f"{unit} does not answer for {domain} on {server}; see: journalctl -u {unit} -n 50")
     host.noop(f"{unit} answers for {domain}")
     yield from ()  # an operation is a generator, even one that never changes anything
+
+
+@operation(is_idempotent=True)
+def daemon_answers(unit: str, url: str):
+    """
+    Fail the run unless ``url`` answers 2xx within 30 s (a check: it never changes anything). A
+    daemon with ``Restart=always`` that cannot start (a rejected flag, an address that is not
+    there) would otherwise leave a green run behind it.
+
+    + unit: the daemon's systemd unit, named in the error with the command that shows its log
+    + url: its health endpoint, e.g. ``http://127.0.0.1:9428/health``
+    """
+    from holistix_deploy.facts import HttpAnswers
+
+    if not host.state.is_executing:
+        # while pyinfra plans a run, the operations that start the daemon have not run yet
+        host.noop(f"{unit} is asked at {url} when the run executes")
+        return
+    if not host.get_fact(HttpAnswers, url=url):
+        raise OperationError(f"{unit} does not answer at {url}; see: journalctl -u {unit} -n 50")
+    host.noop(f"{unit} answers at {url}")
+    yield from ()
 
 
 NGINX_RELOAD = "systemctl reload-or-restart nginx"

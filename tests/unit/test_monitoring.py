@@ -169,20 +169,23 @@ def test_the_journal_goes_to_the_logs_store_on_loopback(valid_data):
 # -- traces: Jaeger, the OTLP endpoint ---------------------------------------------------------------
 
 
-def _jaeger_binary(tmp_path: Path) -> str:
-    """The jaeger binary of the release tarball scripts/jaeger-artifact made (as production downloads it)."""
+def _jaeger_binary(settings, tmp_path: Path) -> str:
+    """The jaeger binary of the pinned release's tarball that scripts/jaeger-artifact made (as
+    production downloads it)."""
     artifacts = Path(os.environ.get("HOLISTIX_ARTIFACTS", "/var/cache/holistix-deploy/artifacts"))
-    tarballs = sorted(artifacts.glob("jaeger-*-linux-*.tar.gz"))
-    if not tarballs:
-        pytest.fail(f"no Jaeger tarball in {artifacts}: run `make unit` (scripts/jaeger-artifact builds it)")
-    subprocess.run(["tar", "-xzf", str(tarballs[-1]), "-C", str(tmp_path)], check=True)
-    return str(next(tmp_path.glob("jaeger-*/jaeger")))
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
+    name = f"jaeger-{settings.jaeger_version}-linux-{arch}"
+    if not (artifacts / f"{name}.tar.gz").exists():
+        pytest.fail(f"no {name}.tar.gz in {artifacts}: run `make unit` (scripts/jaeger-artifact builds it)")
+    subprocess.run(["tar", "-xzf", str(artifacts / f"{name}.tar.gz"), "-C", str(tmp_path)], check=True)
+    return str(tmp_path / name / "jaeger")
 
 
 def test_the_jaeger_config_passes_jaeger_validate(valid_data, tmp_path):
+    settings = _settings(valid_data)
     config = tmp_path / "config.yaml"
-    config.write_text(monitoring.render_jaeger_config(_settings(valid_data)))
-    jaeger = _jaeger_binary(tmp_path)
+    config.write_text(monitoring.render_jaeger_config(settings))
+    jaeger = _jaeger_binary(settings, tmp_path)
     checked = _run(jaeger, "validate", f"--config=file:{config}")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     # ... and the checker refuses a broken one (the live file would stay)

@@ -51,6 +51,9 @@ TestCorednsRelease = make_operation_tests(
 TestVictoriaLogsRelease = make_operation_tests(
     "holistix_deploy", "operations.victorialogs_release", FIXTURES / "operations.victorialogs_release"
 )
+TestJaegerRelease = make_operation_tests(
+    "holistix_deploy", "operations.jaeger_release", FIXTURES / "operations.jaeger_release"
+)
 TestResolvConf = make_operation_tests("holistix_deploy", "operations.resolv_conf", FIXTURES / "operations.resolv_conf")
 
 
