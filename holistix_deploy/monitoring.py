@@ -38,9 +38,9 @@ BIN_DIR = "/usr/local/bin"
 LOGS_STORAGE_DIR = "/var/lib/victoria-logs"
 VLAGENT_STATE_DIR = "/var/lib/vlagent"
 # Jaeger (v2): OTLP in (traces kept in its Badger store, logs passed on to VictoriaLogs); it
-# stops taking spans above this share of the host's memory (a flood from a gateway is refused,
-# not held)
-JAEGER_MEMORY_LIMIT_PERCENT = 20
+# refuses data while its heap is above this (a flood from a gateway is refused, not held). In
+# MiB, not a share of the host's memory: that needs /proc/meminfo, which its sandbox hides.
+JAEGER_MEMORY_LIMIT_MIB = 512
 JAEGER_BINARY = f"{BIN_DIR}/jaeger"
 JAEGER_CONFIG = "/etc/jaeger/config.yaml"
 TRACES_STORAGE_DIR = "/var/lib/jaeger"
@@ -192,7 +192,7 @@ def render_jaeger_config(settings: Settings) -> str:
         storage_dir=TRACES_STORAGE_DIR,
         retention_hours=settings.traces_retention_hours,
         logs_store=component("victoria-logs").address,
-        memory_limit_percent=JAEGER_MEMORY_LIMIT_PERCENT,
+        memory_limit_mib=JAEGER_MEMORY_LIMIT_MIB,
     )
 
 

@@ -278,10 +278,22 @@ def _gateway_listeners(settings) -> dict[tuple[str, str], tuple[str, ...]]:
     return expected
 
 
+def _monitoring_listeners(settings) -> dict[tuple[str, str], tuple[str, ...]]:
+    """Jaeger's OTLP receivers, on the bridge address only (for the gateways)."""
+    from holistix_deploy import monitoring
+
+    return {
+        (address, "tcp"): ("jaeger",)
+        for component in monitoring.COMPONENTS
+        for address in monitoring.listen_addresses(component, settings)
+        if not address.startswith("127.")
+    }
+
+
 def test_no_unneeded_service_listens_outside_loopback(host, settings):
     with host.sudo():
         listening = host.check_output("ss -Htulnp").splitlines()
-    allowed = OUTSIDE_LISTENERS | _gateway_listeners(settings)
+    allowed = OUTSIDE_LISTENERS | _gateway_listeners(settings) | _monitoring_listeners(settings)
     unexpected = []
     for line in listening:
         fields = line.split()
