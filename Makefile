@@ -39,8 +39,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# each Debian suite, and the harness's self-test, in a pytest process of its own, side by side
 e2e: $(VENV)/.installed
-	$(PY) -m pytest -x -v --durations=25 tests/e2e
+	PY=$(PY) scripts/e2e
 
 ## bench: converge timings, then backup and restore of a ~1 GB database, on fresh staging hosts
 bench: $(VENV)/.installed

@@ -2,15 +2,19 @@
 
 One fresh host per Debian suite in E2E_SUITES (default "trixie bookworm"), destroyed at the
 end (E2E_KEEP=1 keeps it for a look). The tests in a module run in order, like a runbook.
+`make e2e` (scripts/e2e) runs each suite, and the harness's self-test, in a pytest process of
+its own: side by side, each in order; what they share is locked (the harness, the artifacts).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +23,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 STAGING_HOST = ROOT / "scripts" / "staging-host"
 SUITES = os.environ.get("E2E_SUITES", "trixie bookworm").split()
+
+
+@contextmanager
+def machine_lock(name: str):
+    """One holder at a time on this machine: the suites' processes build the same artifacts."""
+    with open(f"/run/lock/holistix-e2e-{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 @dataclass
@@ -138,13 +150,14 @@ class StagingHost:
 @pytest.fixture(scope="session")
 def platform_releases():
     """The stand-in platform releases the inventory and the tests deploy (built once, cached)."""
-    for version, health in (("1.0.0", []), ("2.0.0", []), ("3.0.0", ["--unhealthy"])):
-        built = subprocess.run(
-            [str(ROOT / "scripts" / "ganymede-release-artifact"), version, *health], capture_output=True, text=True
-        )
-        assert built.returncode == 0, built.stderr
-    image = subprocess.run([str(ROOT / "scripts" / "gateway-image-artifact")], capture_output=True, text=True)
-    assert image.returncode == 0, image.stderr
+    with machine_lock("platform-releases"):
+        for version, health in (("1.0.0", []), ("2.0.0", []), ("3.0.0", ["--unhealthy"])):
+            built = subprocess.run(
+                [str(ROOT / "scripts" / "ganymede-release-artifact"), version, *health], capture_output=True, text=True
+            )
+            assert built.returncode == 0, built.stderr
+        image = subprocess.run([str(ROOT / "scripts" / "gateway-image-artifact")], capture_output=True, text=True)
+        assert image.returncode == 0, image.stderr
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -157,8 +170,13 @@ def retention_drill():
 
     artifacts = Path(os.environ.get("HOLISTIX_ARTIFACTS", "/var/cache/holistix-deploy/artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
+
+    def build():
+        with machine_lock("retention-drill"):
+            return retention.build(artifacts / "retention-drill-holistix-staging.tar", "holistix-staging")
+
     with ThreadPoolExecutor(max_workers=1) as pool:
-        yield pool.submit(retention.build, artifacts / "retention-drill-holistix-staging.tar", "holistix-staging")
+        yield pool.submit(build)
 
 
 @pytest.fixture(scope="module", params=SUITES)

@@ -884,9 +884,12 @@ def test_cloudflare_mode_issues_through_the_api_with_the_operators_token(staging
     bridge = staging_host.env["STAGING_ACME_DIRECTORY"].split("//")[1].split(":")[0]
     acme_dir = Path(staging_host.env["STAGING_ACME_CA"]).parent
     token = staging_host.operator_secrets["HOLISTIX_DNS_API_TOKEN"]
+    # ports of this host's own on the bridge address (the other suite's host runs this test too)
+    base = 20000 + 10 * int(staging_host.address.rsplit(".", 1)[1])
+    acme, management, challenge_dns, challenge_api, cloudflare_api = (base + offset for offset in range(1, 6))
     config = tmp_path / "pebble.json"
     config.write_text(json.dumps({"pebble": {
-        "listenAddress": f"{bridge}:14001", "managementListenAddress": f"{bridge}:15001",
+        "listenAddress": f"{bridge}:{acme}", "managementListenAddress": f"{bridge}:{management}",
         "certificate": str(acme_dir / "server.pem"), "privateKey": str(acme_dir / "server.key"),
         "httpPort": 5002, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": False,
         "certificateValidityPeriod": 7776000,
@@ -896,17 +899,17 @@ def test_cloudflare_mode_issues_through_the_api_with_the_operators_token(staging
     with api_log.open("w") as api_log_file:
         started = [
             subprocess.Popen(
-                ["pebble-challtestsrv", "-dns01", f"{bridge}:8053", "-management", f"{bridge}:8055",
+                ["pebble-challtestsrv", "-dns01", f"{bridge}:{challenge_dns}", "-management", f"{bridge}:{challenge_api}",
                  "-http01", "", "-https01", "", "-tlsalpn01", ""],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ),
             subprocess.Popen(
-                ["pebble", "-config", str(config), "-dnsserver", f"{bridge}:8053"],
+                ["pebble", "-config", str(config), "-dnsserver", f"{bridge}:{challenge_dns}"],
                 env=pebble_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ),
             subprocess.Popen(
-                [sys.executable, str(FIXTURES / "fake_cloudflare.py"), bridge, "18080", settings.domain,
-                 f"http://{bridge}:8055"],
+                [sys.executable, str(FIXTURES / "fake_cloudflare.py"), bridge, str(cloudflare_api), settings.domain,
+                 f"http://{bridge}:{challenge_api}"],
                 env={**os.environ, "FAKE_CLOUDFLARE_TOKEN": token}, stdout=subprocess.DEVNULL, stderr=api_log_file,
             ),
         ]  # fmt: skip
@@ -915,8 +918,8 @@ def test_cloudflare_mode_issues_through_the_api_with_the_operators_token(staging
             run = staging_host.pyinfra(
                 "-vvv",  # everything pyinfra can print is searched for the token below
                 "--data", "acme_dns_provider=cloudflare",
-                "--data", f"acme_cloudflare_api_url=http://{bridge}:18080/client/v4",
-                "--data", f"acme_directory=https://{bridge}:14001/dir",
+                "--data", f"acme_cloudflare_api_url=http://{bridge}:{cloudflare_api}/client/v4",
+                "--data", f"acme_directory=https://{bridge}:{acme}/dir",
                 "--data", "acme_cloudflare_propagation_seconds=1",
                 deploy="deploys/letsencrypt.py", from_probe=PROBE_ACME_CLOUDFLARE,
             )  # fmt: skip
@@ -925,7 +928,7 @@ def test_cloudflare_mode_issues_through_the_api_with_the_operators_token(staging
             api_calls = api_log.read_text()
             assert "POST /client/v4/zones/" in api_calls and "DELETE /client/v4/zones/" in api_calls
             root = tmp_path / "cloudflare-mode-root.pem"
-            root.write_text(_pebble_root(staging_host, management=f"https://{bridge}:15001"))
+            root.write_text(_pebble_root(staging_host, management=f"https://{bridge}:{management}"))
             served = _served_certificate(staging_host, settings.domain, str(root))
             assert served["verified"], "nginx does not serve the certificate issued through Cloudflare"
             credentials = staging_host.exec("stat", "-c", "%a %U", f"{settings.secrets_dir}/cloudflare.ini").strip()
