@@ -41,6 +41,7 @@ PROBE_RELEASE_2, PROBE_RELEASE_3, PROBE_ROLLBACK, PROBE_CHECKSUM = 10, 11, 12, 1
 PROBE_SCALE_UP, PROBE_SCALE_DOWN, PROBE_SCALE_BACK = 14, 15, 17
 PROBE_OFFSITE, PROBE_OFFSITE_BACK = 18, 19
 PROBE_MONITORING_ALERTS, PROBE_MONITORING_BACK, PROBE_MONITORING_BROKEN = 8, 9, 13
+PROBE_FIRST_RERUN = 20
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 ARTIFACTS = Path(os.environ.get("HOLISTIX_ARTIFACTS", "/var/cache/holistix-deploy/artifacts"))
@@ -188,6 +189,15 @@ def test_no_secret_appears_in_anything_pyinfra_printed(staging_host):
     assert all(len(needle) >= 20 for needle in needles.values())
     leaked = [name for name, needle in needles.items() if needle in printed]
     assert leaked == [], f"secret values printed by pyinfra: {leaked}"
+
+
+def test_a_fresh_hosts_second_converge_changes_nothing(staging_host):
+    """At once, before any test changes the host: what the first converge leaves that a re-run
+    would set again shows here (the later second converge comes after converges that hide it)."""
+    run = staging_host.pyinfra(from_probe=PROBE_FIRST_RERUN)
+    assert run.returncode == 0, _report(run)
+    changed = run.changed_operations(staging_host.name)
+    assert changed == [], f"the second converge of a fresh host changed {len(changed)} operation(s): {changed}"
 
 
 def test_host_suites_pass(staging_host):
