@@ -35,21 +35,18 @@ from holistix_deploy.operations import (
     resolv_conf,
     validated_file,
 )
-from holistix_deploy.settings import COREDNS_LOOPBACK_PORTS, SettingsError, load_settings
+from holistix_deploy.settings import COREDNS_LOOPBACK_PORTS, load_settings
 from holistix_deploy.templating import render
 
 settings = load_settings(host)
 domain = settings.domain
 arch = dns.architecture(host.get_fact(Arch))
-checksum = settings.coredns_sha256.get(arch)
-if checksum is None:
-    raise SettingsError(
-        host.name,
-        [
-            f"coredns_sha256 = {dict(settings.coredns_sha256)!r}: has no checksum for this host's architecture {arch}; "
-            f"copy it from coredns_{settings.coredns_version}_linux_{arch}.tgz.sha256 on the CoreDNS release page"
-        ],
-    )
+checksum = settings.architecture_checksum(
+    "coredns_sha256",
+    arch,
+    host.name,
+    f"coredns_{settings.coredns_version}_linux_{arch}.tgz.sha256 on the CoreDNS release page",
+)
 
 apt.packages(
     name="Ensure the DNS tools are installed (named-checkzone, dig, ip)",

@@ -56,8 +56,8 @@ if settings.alert_email_to and not smtp_password and not host.get_fact(File, pat
         ],
     )
 arch = dns.architecture(host.get_fact(Arch))
-releases = monitoring.victorialogs_releases(settings, arch, host.name)
-jaeger = monitoring.jaeger_release(settings, arch, host.name)
+releases = monitoring.victorialogs_downloads(settings, arch, host.name)
+jaeger = monitoring.jaeger_download(settings, arch, host.name)
 
 # -- before the packages: their units start at install, and must start on loopback, confined ----------
 # 0640: the postgres exporter's package makes its file so (a DSN may hold a password); a re-run
@@ -286,9 +286,6 @@ server.shell(
     name="Ensure systemd-journal-upload runs its current configuration",
     commands=["systemctl restart systemd-journal-upload"],
     _if=lambda: (
-        host.get_fact(
-            DaemonBehind, unit="systemd-journal-upload", restart_paths=list(monitoring.render_journal_upload(settings))
-        )
-        == "restart"
+        host.get_fact(DaemonBehind, unit="systemd-journal-upload", restart_paths=list(journal_upload)) == "restart"
     ),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shlex
 
 from pyinfra.api import FactBase
 
@@ -197,42 +198,43 @@ class SecretDigest(FactBase):
         return None if line == "absent" else line
 
 
-class CorednsVersion(FactBase):
-    """Release of the installed CoreDNS binary ("1.14.7"), or None when there is none."""
+class _ReleaseVersion(FactBase):
+    """Release an installed binary reports, or None when there is none: ``version_command`` (run
+    with the binary) prints a line that ``version_sed`` (a sed -E expression) turns into "1.2.3"."""
 
-    def command(self, binary: str) -> str:
-        return f"test -x {binary} && {binary} -version 2>/dev/null | sed -n 's/^CoreDNS-//p' || true"
-
-    def process(self, output):
-        text = " ".join(output).strip()
-        return text or None
-
-
-class VictoriaLogsVersion(FactBase):
-    """Release of an installed VictoriaLogs binary ("1.52.1"; its -version says
-    "victoria-logs-20251201-101010-tags-v1.52.1-0-gabcdef0"), or None when there is none."""
-
-    def command(self, binary: str) -> str:
-        return f"test -x {binary} && {binary} -version 2>/dev/null | sed -nE 's/.*-tags-v([0-9.]+)-.*/\\1/p' || true"
-
-    def process(self, output):
-        text = " ".join(output).strip()
-        return text or None
-
-
-class JaegerVersion(FactBase):
-    """Release of the installed Jaeger binary ("2.13.0"; `jaeger version` prints JSON with
-    "gitVersion":"v2.13.0"), or None when there is none."""
+    version_command = "{binary} -version"
+    version_sed = ""
 
     def command(self, binary: str) -> str:
         return (
-            f"test -x {binary} && {binary} version 2>/dev/null"
-            ' | sed -nE \'s/.*"gitVersion": *"v([0-9.]+)".*/\\1/p\' || true'
+            f"test -x {binary} && {self.version_command.format(binary=binary)} 2>/dev/null"
+            f" | sed -nE {shlex.quote(self.version_sed)} || true"
         )
 
     def process(self, output):
         text = " ".join(output).strip()
         return text or None
+
+
+class CorednsVersion(_ReleaseVersion):
+    """Release of the installed CoreDNS binary ("1.14.7"; -version says "CoreDNS-1.14.7")."""
+
+    version_sed = "s/^CoreDNS-//p"
+
+
+class VictoriaLogsVersion(_ReleaseVersion):
+    """Release of an installed VictoriaLogs binary ("1.52.1"; its -version says
+    "victoria-logs-20251201-101010-tags-v1.52.1-0-gabcdef0")."""
+
+    version_sed = r"s/.*-tags-v([0-9.]+)-.*/\1/p"
+
+
+class JaegerVersion(_ReleaseVersion):
+    """Release of the installed Jaeger binary ("2.13.0"; `jaeger version` prints JSON with
+    "gitVersion":"v2.13.0")."""
+
+    version_command = "{binary} version"
+    version_sed = r's/.*"gitVersion": *"v([0-9.]+)".*/\1/p'
 
 
 class HttpAnswers(FactBase):

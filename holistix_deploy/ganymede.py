@@ -114,6 +114,7 @@ def desired_version(settings: Settings) -> str:
 def environment(settings: Settings) -> dict[str, str]:
     """The plain (non-secret) variables, by name."""
     domain = settings.domain
+    otlp = monitoring.otlp_endpoints(settings, "loopback")
     values = {
         "FRONTEND_FQDN": domain,
         "GANYMEDE_FQDN": f"ganymede.{domain}",
@@ -145,8 +146,8 @@ def environment(settings: Settings) -> dict[str, str]:
         "OTEL_SERVICE_NAME": f"ganymede-{settings.environment}",
         "OTEL_DEPLOYMENT_ENVIRONMENT": settings.environment,
         # the monitoring module's collector (Jaeger) on loopback
-        "OTLP_ENDPOINT_HTTP": monitoring.otlp_endpoints(settings, "loopback")["http"],
-        "OTLP_ENDPOINT_GRPC": monitoring.otlp_endpoints(settings, "loopback")["grpc"],
+        "OTLP_ENDPOINT_HTTP": otlp["http"],
+        "OTLP_ENDPOINT_GRPC": otlp["grpc"],
         "PUBLIC_TUNNEL": "0",
     }
     for provider in ("github", "gitlab", "discord", "linkedin"):

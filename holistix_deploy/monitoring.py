@@ -163,21 +163,18 @@ def listen_addresses(component: Component, settings: Settings) -> list[str]:
     return loopback + [f"{bridge}:{MONITORING_LOOPBACK_PORTS[key]}" for key in ("otlp_grpc", "otlp_http")]
 
 
-def jaeger_release(settings: Settings, arch: str, host_name: str) -> dict:
+def jaeger_download(settings: Settings, arch: str, host_name: str) -> dict:
     """{url, sha256, binaries} of Jaeger's release tarball; a missing checksum stops the run."""
     version = settings.jaeger_version
-    if arch not in settings.jaeger_sha256:
-        raise SettingsError(
-            host_name,
-            [
-                f"jaeger_sha256 = {dict(settings.jaeger_sha256)!r}: has no checksum for this host's architecture "
-                f"{arch}; copy jaeger-{version}-linux-{arch}.tar.gz's from jaeger-{version}.sha256sum.txt on "
-                "Jaeger's release page"
-            ],
-        )
+    tarball = f"jaeger-{version}-linux-{arch}.tar.gz"
     return {
         "url": settings.jaeger_download_url.format(version=version, arch=arch),
-        "sha256": settings.jaeger_sha256[arch],
+        "sha256": settings.architecture_checksum(
+            "jaeger_sha256",
+            arch,
+            host_name,
+            f"{tarball}'s line in jaeger-{version}.sha256sum.txt on Jaeger's release page",
+        ),
         "binaries": {f"jaeger-{version}-linux-{arch}/jaeger": JAEGER_BINARY},
     }
 
@@ -196,7 +193,7 @@ def render_jaeger_config(settings: Settings) -> str:
     )
 
 
-def victorialogs_releases(settings: Settings, arch: str, host_name: str) -> list[dict]:
+def victorialogs_downloads(settings: Settings, arch: str, host_name: str) -> list[dict]:
     """[{tarball, url, sha256, binaries}] for this architecture; a missing checksum stops the run,
     naming the setting and the tarball."""
     version = settings.victorialogs_version

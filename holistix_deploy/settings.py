@@ -1623,6 +1623,20 @@ class Settings(BaseModel):
             )
         return self
 
+    def architecture_checksum(self, key: str, arch: str, host_name: str, copy_from: str) -> str:
+        """The release checksum the setting ``key`` ({arch: sha256}) holds for ``arch``; when it has
+        none the run stops before anything changes, saying where to copy it from."""
+        checksums = getattr(self, key)
+        if arch not in checksums:
+            raise SettingsError(
+                host_name,
+                [
+                    f"{key} = {dict(checksums)!r}: has no checksum for this host's architecture {arch}; "
+                    f"copy it from {copy_from}"
+                ],
+            )
+        return checksums[arch]
+
     def missing_for(self, module: str) -> list[str]:
         """Problems that stop ``module`` before it changes anything (keys it cannot run without)."""
         if module == "gateway_pool" and self.gateway_image is None:

@@ -119,3 +119,17 @@ def test_jaeger_version_is_read_from_what_the_release_binary_prints(tmp_path):
     binary.chmod(0o755)
     output = subprocess.run(["sh", "-c", fact.command(str(binary))], capture_output=True, text=True).stdout
     assert fact.process(output.splitlines()) == "2.13.0"
+
+
+def test_coredns_version_is_read_from_what_the_release_binary_prints(tmp_path):
+    import subprocess
+
+    from holistix_deploy.facts import CorednsVersion
+
+    fact = CorednsVersion()
+    binary = tmp_path / "coredns"
+    # what the 1.14.7 release's binary prints for -version
+    binary.write_text("#!/bin/sh\necho CoreDNS-1.14.7\necho linux/amd64, go1.24.6, 2a3d5a7\n")
+    binary.chmod(0o755)
+    output = subprocess.run(["sh", "-c", fact.command(str(binary))], capture_output=True, text=True).stdout
+    assert fact.process(output.splitlines()) == "1.14.7"

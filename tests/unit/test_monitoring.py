@@ -131,14 +131,14 @@ def test_retention_comes_from_the_settings(valid_data):
 def test_a_missing_release_checksum_stops_the_run_naming_the_setting_and_the_tarball(valid_data):
     settings = _settings(valid_data, victorialogs_sha256={"victoria-logs-linux-amd64-v1.52.1.tar.gz": "a" * 64})
     with pytest.raises(SettingsError) as stopped:
-        monitoring.victorialogs_releases(settings, "amd64", "vps1")
+        monitoring.victorialogs_downloads(settings, "amd64", "vps1")
     assert "victorialogs_sha256 = " in str(stopped.value)
     assert "no checksum for vlutils-linux-amd64-v1.52.1.tar.gz" in str(stopped.value)
 
 
 def test_each_release_tarball_comes_from_its_url_with_its_checksum(valid_data):
     checksums = {"victoria-logs-linux-arm64-v1.52.1.tar.gz": "a" * 64, "vlutils-linux-arm64-v1.52.1.tar.gz": "b" * 64}
-    releases = monitoring.victorialogs_releases(_settings(valid_data, victorialogs_sha256=checksums), "arm64", "vps1")
+    releases = monitoring.victorialogs_downloads(_settings(valid_data, victorialogs_sha256=checksums), "arm64", "vps1")
     assert [(release["url"].rsplit("/", 2)[1:], release["sha256"]) for release in releases] == [
         (["v1.52.1", "victoria-logs-linux-arm64-v1.52.1.tar.gz"], "a" * 64),
         (["v1.52.1", "vlutils-linux-arm64-v1.52.1.tar.gz"], "b" * 64),
@@ -219,7 +219,7 @@ def test_otlp_listens_on_loopback_and_the_bridge_and_everything_else_on_loopback
 
 def test_a_missing_jaeger_checksum_stops_the_run_naming_the_setting(valid_data):
     with pytest.raises(SettingsError) as stopped:
-        monitoring.jaeger_release(_settings(valid_data, jaeger_sha256={"arm64": "a" * 64}), "amd64", "vps1")
+        monitoring.jaeger_download(_settings(valid_data, jaeger_sha256={"arm64": "a" * 64}), "amd64", "vps1")
     assert "jaeger_sha256 = {'arm64': " in str(stopped.value) and "architecture amd64" in str(stopped.value)
 
 
