@@ -32,11 +32,13 @@ from pyinfra.facts.server import Arch
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from holistix_deploy import dns, monitoring
-from holistix_deploy.facts import AptPackageAvailable, DaemonBehind
+from holistix_deploy import dns, monitoring, nginx
+from holistix_deploy.facts import AptPackageAvailable, DaemonBehind, NginxVersion, PasswordHashMatches
 from holistix_deploy.operations import (
     daemon_answers,
+    generated_secret,
     jaeger_release,
+    nginx_config,
     operator_secret,
     postgres_monitoring_role,
     validated_file,
@@ -44,6 +46,7 @@ from holistix_deploy.operations import (
 )
 from holistix_deploy.secrets import read_operator_secrets
 from holistix_deploy.settings import SettingsError, load_settings
+from holistix_deploy.templating import ROOT
 
 settings = load_settings(host)
 smtp_password = read_operator_secrets().get("smtp_password")
@@ -288,4 +291,49 @@ server.shell(
     _if=lambda: (
         host.get_fact(DaemonBehind, unit="systemd-journal-upload", restart_paths=list(journal_upload)) == "restart"
     ),
+)
+
+
+# -- the dashboards: Prometheus's consoles, behind nginx's front door with a generated password ----------
+# (Prometheus reads them on every request: a new one is live at once)
+for directory, source in (
+    (monitoring.CONSOLE_LIBRARIES_DIR, "console_libraries"),
+    (monitoring.CONSOLES_DIR, "consoles"),
+):
+    for page in sorted((ROOT / "files" / "monitoring" / source).iterdir()):
+        files.put(
+            name=f"Ensure {directory}/{page.name} is in place",
+            src=str(page),
+            dest=f"{directory}/{page.name}",
+            mode="0644",
+        )
+password_file = monitoring.dashboards_password_file(settings)
+htpasswd = monitoring.dashboards_htpasswd(settings)
+generated_secret(
+    name=f"Ensure the generated secret {password_file.rsplit('/', 1)[1]} exists",
+    path=password_file,
+    command="openssl rand -base64 48 | tr -dc 'A-Za-z0-9' | head -c 32",
+    directory=settings.secrets_dir,
+)
+server.shell(
+    name=f"Ensure {htpasswd} holds the hash of the dashboards' password (made on the host)",
+    # the password goes to openssl on stdin, never on a command line
+    commands=[
+        f"umask 027 && {{ printf '%s:' {monitoring.DASHBOARDS_USER}; openssl passwd -6 -stdin < {password_file}; }}"
+        f" > {htpasswd}.new && chgrp www-data {htpasswd}.new && mv -f {htpasswd}.new {htpasswd}"
+    ],
+    _if=lambda: host.get_fact(PasswordHashMatches, password_file=password_file, user_file=htpasswd) != "yes",
+)
+files.file(
+    name=f"Ensure {htpasswd} is for nginx's workers to read and no one else",
+    path=htpasswd,
+    user="root",
+    group="www-data",
+    mode="0640",
+)
+nginx_version = host.get_fact(NginxVersion)
+nginx_config(
+    name="Ensure nginx serves the dashboards' front door (nginx -t on the complete new configuration first)",
+    files={monitoring.dashboards_site(settings): monitoring.render_dashboards_site(settings, nginx_version)},
+    candidate_dir=nginx.CANDIDATE_DIR,
 )

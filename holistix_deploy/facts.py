@@ -198,6 +198,26 @@ class SecretDigest(FactBase):
         return None if line == "absent" else line
 
 
+class PasswordHashMatches(FactBase):
+    """
+    Whether ``user_file`` (one ``user:$6$salt$hash`` line, SHA-512 crypt) holds the hash of the
+    password in ``password_file``: "yes", "no", or "missing" when either file is absent or
+    empty. The password is hashed on the host from stdin: it never leaves the host or enters
+    a command line.
+    """
+
+    def command(self, password_file: str, user_file: str) -> str:
+        return (
+            f"if [ ! -s {password_file} ] || [ ! -s {user_file} ]; then echo missing; else"
+            f" stored=$(cut -d: -f2- {user_file}); salt=$(printf %s \"$stored\" | cut -d'$' -f3);"
+            f' if [ "$(openssl passwd -6 -salt "$salt" -stdin < {password_file})" = "$stored" ];'
+            " then echo yes; else echo no; fi; fi"
+        )
+
+    def process(self, output):
+        return output[0].strip() if output else "missing"
+
+
 class _ReleaseVersion(FactBase):
     """Release an installed binary reports, or None when there is none: ``version_command`` (run
     with the binary) prints a line that ``version_sed`` (a sed -E expression) turns into "1.2.3"."""

@@ -44,6 +44,12 @@ JAEGER_MEMORY_LIMIT_MIB = 512
 JAEGER_BINARY = f"{BIN_DIR}/jaeger"
 JAEGER_CONFIG = "/etc/jaeger/config.yaml"
 TRACES_STORAGE_DIR = "/var/lib/jaeger"
+# the dashboards: Prometheus's console templates and their library (files/monitoring/), served
+# through nginx's front door (the user and a password generated on the host)
+CONSOLES_DIR = f"{CONFIG_DIR}/consoles"
+CONSOLE_LIBRARIES_DIR = f"{CONFIG_DIR}/console_libraries"
+DASHBOARDS_USER = "admin"
+JAEGER_BASE_PATH = "/jaeger"
 # systemd-journal-upload (Debian's systemd-journal-remote) ships the journal to the logs store
 JOURNAL_UPLOAD_CONFIG = "/etc/systemd/journal-upload.conf.d/holistix.conf"
 
@@ -183,6 +189,7 @@ def render_jaeger_config(settings: Settings) -> str:
     ports = MONITORING_LOOPBACK_PORTS
     return render(
         "monitoring/jaeger.yaml.j2",
+        base_path=JAEGER_BASE_PATH,
         receivers={"loopback": LOOPBACK, "bridge": str(settings.docker_bridge_cidr.ip)},
         ports=ports,
         loopback=LOOPBACK,
@@ -302,6 +309,8 @@ def unit_arguments(settings: Settings) -> dict[str, str]:
                 f"--storage.tsdb.retention.time={settings.monitoring_retention_days}d",
                 f"--storage.tsdb.retention.size={size}",
                 listen("prometheus"),
+                f"--web.console.templates={CONSOLES_DIR}",
+                f"--web.console.libraries={CONSOLE_LIBRARIES_DIR}",
             ]
         ),
         "prometheus-alertmanager": " ".join(
@@ -392,3 +401,58 @@ def render_blackbox_config(settings: Settings) -> str:
 
 def render_mtail_program(settings: Settings) -> str:
     return render("monitoring/holistix_nginx.mtail.j2", domain_pattern=settings.domain.replace(".", r"\."))
+
+
+def dashboards_password_file(settings: Settings) -> str:
+    """The front door's generated password (root 0600): what an operator types as DASHBOARDS_USER."""
+    return f"{settings.secrets_dir}/dashboards_password"
+
+
+def dashboards_htpasswd(settings: Settings) -> str:
+    """nginx's user file for the front door: the password's SHA-512 crypt hash, for www-data to read."""
+    return f"{nginx.CONFIG_DIR}/holistix/{settings.environment}/dashboards.htpasswd"
+
+
+def dashboards_site(settings: Settings) -> str:
+    return f"{nginx.servers_dir(settings)}/dashboards.conf"
+
+
+def dashboards_public_name(settings: Settings) -> str:
+    return f"{settings.dashboards_subdomain}.{settings.domain}"
+
+
+def render_dashboards_site(settings: Settings, version: tuple[int, int]) -> str:
+    """nginx's server blocks of the dashboards' front door: on loopback always, at
+    dashboards_subdomain.DOMAIN (TLS) when dashboards_public is set."""
+    return render(
+        "monitoring/dashboards.nginx.conf.j2",
+        user=DASHBOARDS_USER,
+        password_file=dashboards_password_file(settings),
+        htpasswd=dashboards_htpasswd(settings),
+        loopback_address=f"{LOOPBACK}:{MONITORING_LOOPBACK_PORTS['dashboards']}",
+        public=settings.dashboards_public,
+        public_name=dashboards_public_name(settings),
+        upstreams={
+            "prometheus": component("prometheus").address,
+            "logs": component("victoria-logs").address,
+            "traces": f"{LOOPBACK}:{MONITORING_LOOPBACK_PORTS['jaeger_ui']}",
+        },
+        access_log=f"{nginx.LOG_DIR}/{settings.environment}-dashboards.access.log",
+        tls_dir=settings.tls_dir,
+        headers=DASHBOARDS_HEADERS,
+        burst=settings.nginx_api_rate_per_second * 3,
+        # nginx 1.25.1 moved HTTP/2 from a listen parameter to its own directive
+        http2_directive=version >= (1, 25),
+    )
+
+
+# The public front door's headers: its pages are Prometheus's and the UIs' own (inline scripts),
+# so the policy only forbids framing; nothing of it is for search engines or other sites.
+DASHBOARDS_HEADERS = {
+    "Strict-Transport-Security": nginx.HSTS,
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow",
+}

@@ -31,6 +31,12 @@ def site_file(settings: Settings) -> str:
     return f"{CONFIG_DIR}/holistix/{settings.environment}.conf"
 
 
+def servers_dir(settings: Settings) -> str:
+    """Where other modules put server blocks of their own (the monitoring module's dashboards):
+    nginx.conf includes every *.conf there, so a re-run of this module keeps them."""
+    return f"{CONFIG_DIR}/holistix/{settings.environment}/servers"
+
+
 def access_log(settings: Settings, server: str | None = None) -> str:
     """The access log of one of the site's server blocks ("redirect", "frontend", "ganymede"); with
     none, nginx's main one (the organisation blocks Ganymede writes log there)."""
@@ -111,6 +117,7 @@ def render_main_config(settings: Settings, version: tuple[int, int]) -> str:
         static_rate=STATIC_RATE_PER_SECOND,
         site=relative(site_file(settings)),
         gateways=relative(settings.nginx_gateways_dir),
+        servers=relative(servers_dir(settings)),
         log_dir=LOG_DIR,
         version=version,
         status_address=STATUS_ADDRESS,

@@ -244,6 +244,10 @@ ACME_MAX_NAMES = 100
 # CoreDNS's own loopback listeners (health, readiness, Prometheus metrics)
 COREDNS_LOOPBACK_PORTS = {"health": 8080, "ready": 8181, "metrics": 9153}
 # The monitoring stack's loopback listeners (the packages' usual ports; nginx's stub_status on 8088)
+# names the platform itself serves under DOMAIN (platform contract 5; ns1 is the zone's NS)
+_PLATFORM_NAMES = frozenset({"ganymede", "ns1"})
+_PLATFORM_PREFIXES = ("org-", "uc-")
+
 MONITORING_LOOPBACK_PORTS = {
     "prometheus": 9090,
     "alertmanager": 9093,
@@ -253,6 +257,8 @@ MONITORING_LOOPBACK_PORTS = {
     "blackbox_exporter": 9115,
     "mtail": 3903,
     "nginx_status": 8088,
+    # nginx: the dashboards' front door on loopback (an SSH tunnel's end), behind the password
+    "dashboards": 3000,
     "victorialogs": 9428,
     "vlagent": 9429,
     # Jaeger: its UI and query API, its own metrics and health; the OTLP receivers (also on the
@@ -1008,6 +1014,19 @@ class Settings(BaseModel):
         description="PEM file, on the machine that runs pyinfra, of the only CA the HTTPS probes then trust, "
         "instead of the system's (a private ACME CA in tests); None trusts the system's CAs, as production should.",
     )
+    dashboards_public: bool = _setting(
+        False,
+        module="monitoring",
+        description="Serve the dashboards front door (Prometheus's consoles, alerts and queries; the logs and "
+        "traces views) at https://<dashboards_subdomain>.DOMAIN as well, behind the generated password; false "
+        "keeps it on 127.0.0.1 only, for an SSH tunnel (the same password).",
+    )
+    dashboards_subdomain: str = _setting(
+        "dashboards",
+        module="monitoring",
+        description="The front door's name under DOMAIN when dashboards_public is true (the wildcard "
+        "certificate and DNS record cover it).",
+    )
     logs_retention_days: int = _setting(
         14,
         module="monitoring",
@@ -1308,6 +1327,17 @@ class Settings(BaseModel):
         if not any((path / part).is_dir() for part in ("schema", "migrations", "procedures")):
             raise ValueError("has none of schema/, migrations/, procedures/: is it a platform build's database/?")
         return str(path)
+
+    @field_validator("dashboards_subdomain")
+    @classmethod
+    def _subdomain_is_free(cls, value: str) -> str:
+        if not _LABEL.fullmatch(value):
+            raise ValueError("must be one DNS label: lower case letters, digits and inner hyphens, at most 63")
+        if value in _PLATFORM_NAMES or value.startswith(_PLATFORM_PREFIXES):
+            raise ValueError(
+                "is a name the platform serves (ganymede, ns1, org-<uuid>, uc-<id>): choose another, like dashboards"
+            )
+        return value
 
     @field_validator("coredns_version", "jaeger_version", "victorialogs_version")
     @classmethod

@@ -158,6 +158,8 @@ local = (
         "fail2ban_sshd_maxretry": 3,
         # scrapes and evaluates sooner than production, so the e2e sees a change within seconds
         "monitoring_scrape_interval_seconds": 5,
+        # the dashboards at https://dashboards.staging.holistix.test too (the e2e turns it off and on)
+        "dashboards_public": True,
         # one published container port made public on purpose (the e2e checks that only it is)
         "firewall_extra_rules": [
             {"ports": "18081", "protocol": "tcp", "target": "containers", "comment": "staging: public container port"}

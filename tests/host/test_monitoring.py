@@ -1,10 +1,12 @@
 """monitoring: every component runs confined and listens on loopback only, Prometheus scrapes
 every target and holds every rule, the probes see the served site and certificate, the pool's
-and the backups' metrics are fresh, and the journal's and nginx's lines reach the logs store."""
+and the backups' metrics are fresh, the journal's and nginx's lines reach the logs store, and
+the dashboards show the host's live numbers behind the generated password."""
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shlex
 import time
@@ -13,7 +15,7 @@ import uuid
 import pytest
 
 from holistix_deploy import monitoring
-from holistix_deploy.settings import COREDNS_LOOPBACK_PORTS
+from holistix_deploy.settings import COREDNS_LOOPBACK_PORTS, MONITORING_LOOPBACK_PORTS
 
 PROMETHEUS = "http://127.0.0.1:9090"
 
@@ -232,7 +234,8 @@ def test_the_release_binaries_are_the_pinned_release(host, settings):
 
 # -- traces: Jaeger takes OTLP from Ganymede (loopback) and the gateways (the Docker bridge) ------------
 
-JAEGER = "http://127.0.0.1:16686"
+# under the dashboards front door's path (jaeger_query base_path)
+JAEGER = f"http://127.0.0.1:16686{monitoring.JAEGER_BASE_PATH}"
 
 
 def _span(service: str) -> tuple[str, str]:
@@ -319,3 +322,93 @@ def test_otlp_logs_reach_the_logs_store(host, settings):
 def test_jaeger_is_the_pinned_release(host, settings):
     version = host.check_output(f"{monitoring.JAEGER_BINARY} version 2>/dev/null")
     assert json.loads(version)["gitVersion"] == f"v{settings.jaeger_version}"
+
+
+# -- the dashboards: Prometheus's consoles, the logs and the traces behind one password ------------------
+
+FRONT_DOOR = f"http://127.0.0.1:{MONITORING_LOOPBACK_PORTS['dashboards']}"
+DASHBOARDS = ["index.html", "host.html", "nginx.html", "postgres.html", "gateway-pool.html"]
+
+
+def _through_front_door(host, settings, path: str, password: str = "generated", method: str = "GET"):
+    """(status, body) of a request to the front door on loopback, with the generated password
+    (read on the host, given to curl on stdin: never on a command line), a wrong one, or none."""
+    credentials = {
+        "generated": f'"$(cat {monitoring.dashboards_password_file(settings)})"',
+        "wrong": "not-the-password",
+    }
+    command = f"curl -s -m 10 -X {method} -w '\\n%{{http_code}}' '{FRONT_DOOR}{path}'"
+    if password in credentials:
+        command = f"printf 'user = \"{monitoring.DASHBOARDS_USER}:%s\"\\n' {credentials[password]} | {command} -K -"
+    with host.sudo():
+        answer = host.check_output(f"sh -c {shlex.quote(command)}")
+    body, _, status = answer.rpartition("\n")
+    return int(status), body
+
+
+def _cells(html: str) -> dict[str, str]:
+    """A dashboard's summary table: {row label: the value shown}."""
+    return dict(re.findall(r"<tr><td>([^<]*)</td><td><a [^>]*>([^<]*)</a></td></tr>", html))
+
+
+def test_the_dashboards_password_is_generated_on_the_host_and_kept_from_everyone(host, settings):
+    password = host.file(monitoring.dashboards_password_file(settings))
+    user_file = host.file(monitoring.dashboards_htpasswd(settings))
+    with host.sudo():
+        assert (password.user, password.group, password.mode) == ("root", "root", 0o600)
+        assert password.size >= 32
+        assert (user_file.user, user_file.group, user_file.mode) == ("root", "www-data", 0o640)
+        lines = user_file.content_string.splitlines()
+    # a SHA-512 crypt hash, never the password itself
+    assert len(lines) == 1 and lines[0].startswith(f"{monitoring.DASHBOARDS_USER}:$6$"), lines[0][:12]
+
+
+@pytest.mark.parametrize("path", [f"/consoles/{page}" for page in DASHBOARDS] + ["/graph", "/select/vmui/", "/jaeger/"])
+def test_nothing_behind_the_front_door_answers_without_the_password(host, settings, path):
+    assert _through_front_door(host, settings, path, password="none")[0] == 401
+    assert _through_front_door(host, settings, path, password="wrong")[0] == 401
+    assert _through_front_door(host, settings, path)[0] == 200
+
+
+def test_the_dashboards_show_the_hosts_live_numbers(host, settings):
+    pages = {page: _through_front_door(host, settings, f"/consoles/{page}") for page in DASHBOARDS}
+    assert {page: status for page, (status, _) in pages.items()} == dict.fromkeys(DASHBOARDS, 200)
+    assert _cells(pages["host.html"][1])["CPUs"] == host.check_output("nproc")
+    assert _cells(pages["gateway-pool.html"][1])["Pool size"] == str(settings.gateway_pool_size)
+    assert _cells(pages["postgres.html"][1])["PostgreSQL up"] == "1"
+    assert f"<tr><td>{settings.database_name}</td>" in pages["postgres.html"][1]
+    assert _cells(pages["nginx.html"][1])["nginx up"] == "1"
+    # the overview: every scrape job, each with all its targets up
+    jobs = {
+        job: (up, of)
+        for job, up, of in re.findall(r"<tr><td>(\w+)</td><td>(\d+) / (\d+)</td></tr>", pages["index.html"][1])
+    }
+    assert {"node", "postgres", "nginx", "jaeger", "victorialogs", "coredns"} <= set(jobs), jobs
+    assert all(up == of for up, of in jobs.values()), jobs
+
+
+def test_logs_and_traces_are_read_through_the_front_door(host, settings):
+    marker = f"holistix-host-suite-{uuid.uuid4().hex}"
+    host.run(f"logger --tag holistix-host-suite {marker}")
+    assert _eventually_logged(host, marker)
+    status, found = _through_front_door(host, settings, f"/select/logsql/query?query=%22{marker}%22")
+    assert status == 200 and marker in found
+
+    trace_id, body = _span(f"ganymede-{settings.environment}")
+    host.run(
+        f"curl -sf -m 5 -H 'Content-Type: application/json' --data-binary {shlex.quote(body)}"
+        " http://127.0.0.1:4318/v1/traces"
+    )
+    assert _trace_services(host, trace_id)
+    status, trace = _through_front_door(host, settings, f"/jaeger/api/traces/{trace_id}")
+    assert status == 200 and json.loads(trace)["data"][0]["traceID"] == trace_id
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/-/reload"), ("POST", "/-/quit"), ("POST", "/api/v1/admin/tsdb/snapshot"), ("POST", "/insert/jsonline")],
+)
+def test_the_front_door_changes_nothing(host, settings, method, path):
+    """Even with the password: no reload, no shutdown, no admin API, no writing into the logs store."""
+    status, _ = _through_front_door(host, settings, path, method=method)
+    assert status in (403, 404), (path, status)

@@ -44,7 +44,10 @@ def test_only_this_projects_configuration_is_loaded(host, effective, settings):
     distribution = {f"{nginx.CONFIG_DIR}/mime.types"}
     modules = {path for path in loaded if path.startswith(f"{nginx.CONFIG_DIR}/modules-enabled/")}
     organisations = {path for path in loaded if path.startswith(settings.nginx_gateways_dir + "/")}
-    assert set(loaded) - modules - organisations == ours | distribution
+    # the other modules' server blocks: the monitoring module's dashboards
+    servers = {path for path in loaded if path.startswith(nginx.servers_dir(settings) + "/")}
+    assert servers <= {f"{nginx.servers_dir(settings)}/dashboards.conf"}, servers
+    assert set(loaded) - modules - organisations - servers == ours | distribution
     assert not host.file(nginx.DISTRIBUTION_SITE).exists
 
 

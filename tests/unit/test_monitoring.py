@@ -8,7 +8,11 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -77,6 +81,11 @@ def mailing_data(valid_data):
         ("jaeger_version", "v2.13.0", "no leading v"),
         ("jaeger_sha256", {"amd64": "abc"}, "not a sha256"),
         ("jaeger_download_url", "https://mirror.example.com/jaeger-{version}.tar.gz", "must contain {arch}"),
+        ("dashboards_subdomain", "Dashboards", "must be one DNS label"),
+        ("dashboards_subdomain", "ops.dashboards", "must be one DNS label"),
+        ("dashboards_subdomain", "ganymede", "is a name the platform serves"),
+        ("dashboards_subdomain", "org-ops", "is a name the platform serves"),
+        ("dashboards_public", "maybe", "valid boolean"),
     ],
 )
 def test_bad_monitoring_settings_are_refused_naming_the_key_and_rule(valid_data, key, value, rule):
@@ -445,3 +454,139 @@ def test_the_pool_helper_reads_running_and_unhealthy_containers_from_docker(monk
         "gw-pool-prod-2": (True, True),
         "gw-pool-prod-3": (False, False),
     }
+
+
+# -- the dashboards: Prometheus's consoles behind nginx's front door ----------------------------------------
+
+CONSOLES = {
+    "index.html": "Overview",
+    "host.html": "Host",
+    "nginx.html": "nginx",
+    "postgres.html": "PostgreSQL",
+    "gateway-pool.html": "Gateway pool",
+}
+
+
+def test_prometheus_serves_the_consoles_the_module_installs(valid_data):
+    arguments = monitoring.unit_arguments(_settings(valid_data))["prometheus"].split()
+    assert f"--web.console.templates={monitoring.CONSOLES_DIR}" in arguments
+    assert f"--web.console.libraries={monitoring.CONSOLE_LIBRARIES_DIR}" in arguments
+    assert sorted(p.name for p in (ROOT / "files" / "monitoring" / "consoles").iterdir()) == sorted(CONSOLES)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.fixture
+def console_server(tmp_path):
+    """The distribution's Prometheus (unpacked by scripts/monitoring-tools) on a free loopback
+    port, with an empty store, serving a copy of the project's consoles: yields (base URL, the
+    copy's consoles directory)."""
+    consoles = tmp_path / "consoles"
+    shutil.copytree(ROOT / "files" / "monitoring" / "consoles", consoles)
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 15s\n")
+    address = f"127.0.0.1:{_free_port()}"
+    server = subprocess.Popen(
+        [
+            _tool("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address={address}",
+            f"--web.console.templates={consoles}",
+            f"--web.console.libraries={ROOT / 'files' / 'monitoring' / 'console_libraries'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if _get(f"http://{address}/-/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("Prometheus did not get ready within 30 s")
+        yield f"http://{address}", consoles
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_every_dashboard_renders_in_prometheus(console_server):
+    base, _ = console_server
+    for page, title in CONSOLES.items():
+        status, html = _get(f"{base}/consoles/{page}")
+        assert status == 200, (page, html[:500])
+        assert f'<h1 id="holistix-dashboard">{title}</h1>' in html, page
+        # every menu entry, and the logs and traces views of the same front door
+        for linked in [*CONSOLES, "/select/vmui/", "/jaeger/search", "/alerts"]:
+            assert linked in html, (page, linked)
+        # an empty store: each value is "-", never an error
+        assert "error" not in html.lower(), page
+        values = re.findall(r"<tr><td>[^<]*</td><td><a [^>]*>([^<]*)</a>", html)
+        assert len(values) == html.count("data-expr") and set(values) <= {"-", "0"}, (page, values)
+
+
+def test_a_broken_dashboard_is_caught_by_the_render_check(console_server):
+    base, consoles = console_server
+    (consoles / "host.html").write_text(
+        (consoles / "host.html").read_text().replace('"holistix_row"', '"holistix_no_such_template"', 1)
+    )
+    status, html = _get(f"{base}/consoles/host.html")
+    assert status != 200 and "holistix_no_such_template" in html
+
+
+def test_the_front_door_asks_for_the_password_on_loopback_and_is_public_only_when_asked(valid_data):
+    private = monitoring.render_dashboards_site(_settings(valid_data), (1, 26))
+    public = monitoring.render_dashboards_site(_settings(valid_data, dashboards_public=True), (1, 26))
+
+    assert private.count("server {") == 1 and "listen 127.0.0.1:3000;" in private
+    assert "listen 443" not in private and "server_name" not in private
+    assert public.count("server {") == 2 and "listen 127.0.0.1:3000;" in public
+    assert "server_name dashboards.app.example.com;" in public and "listen 443 ssl;" in public
+    for config in (private, public):
+        # every block's every location behind the password, the password kept from the upstreams
+        assert config.count("auth_basic_user_file /etc/nginx/holistix/prod/dashboards.htpasswd;") == config.count(
+            "server {"
+        )
+        assert 'proxy_set_header Authorization "";' in config
+        assert "proxy_pass http://127.0.0.1:9090;" in config
+        assert "proxy_pass http://127.0.0.1:9428;" in config
+        assert "proxy_pass http://127.0.0.1:16686;" in config
+    for header, value in monitoring.DASHBOARDS_HEADERS.items():
+        assert f'add_header {header} "{value}" always;' in public
+
+
+def test_the_front_door_refuses_what_would_change_prometheus(valid_data):
+    config = monitoring.render_dashboards_site(_settings(valid_data), (1, 26))
+    refused = re.search(r"location ~ (\S+) \{\s+return 403;", config).group(1)
+    for path in (
+        "/-/reload",
+        "/-/quit",
+        "/api/v1/admin/tsdb/delete_series",
+        "/api/v1/write",
+        "/api/v1/otlp/v1/metrics",
+    ):
+        assert re.search(refused, path), path
+    for path in ("/api/v1/query", "/api/v1/query_range", "/consoles/host.html", "/graph", "/-/ready"):
+        assert not re.search(refused, path), path
+
+
+def test_jaeger_serves_its_ui_and_api_under_the_front_doors_path(valid_data):
+    config = yaml.safe_load(monitoring.render_jaeger_config(_settings(valid_data)))
+    assert config["extensions"]["jaeger_query"]["base_path"] == "/jaeger"
