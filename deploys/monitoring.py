@@ -10,13 +10,16 @@ nginx's access log) and CoreDNS's own metrics, all from the distribution's packa
 (the logs store, retention from settings) with vlagent shipping nginx's logs to it, from
 VictoriaLogs's release tarballs (pinned, sha256-checked), and systemd-journal-upload shipping the
 journal; Jaeger (release tarball, pinned, sha256-checked), the OTLP endpoint of Ganymede and the
-gateways, keeping traces and passing OTLP logs on to VictoriaLogs. Every listener is on 127.0.0.1
-(Jaeger's OTLP receivers also on the Docker bridge's address); every unit gets a sandboxing
-drop-in. Configuration is checked by its own tool before it replaces the live file,
+gateways, keeping traces and passing OTLP logs on to VictoriaLogs; dashboards for the host, nginx,
+PostgreSQL and the gateway pool (Prometheus's console templates), served with Prometheus's UI, the
+logs' and the traces' views by an nginx front door behind a password generated on the host, on
+127.0.0.1:3000 and, with dashboards_public, at https://dashboards_subdomain.DOMAIN. Every listener
+is on 127.0.0.1 (Jaeger's OTLP receivers also on the Docker bridge's address); every unit gets a
+sandboxing drop-in. Configuration is checked by its own tool before it replaces the live file,
 then the daemon reloads; a rejected file fails the run and the old one keeps serving.
 
 Reads: domain, environment, docker_bridge_cidr, ganymede_health_path, smtp_*, monitoring_*, logs_*,
-victorialogs_*, traces_*, jaeger_*, alert_*.
+victorialogs_*, traces_*, jaeger_*, alert_*, dashboards_*, tls_dir, secrets_dir, nginx_api_rate_per_second.
 Needs: postgres, nginx, coredns (it scrapes them); Docker (gateway_pool: Jaeger listens on its
 bridge's address); the SMTP password (HOLISTIX_SMTP_PASSWORD) when alert_email_to is set.
 

@@ -6,7 +6,8 @@ TLS, server_tokens off, server_names_hash_bucket_size 128, rate-limit zones, an 
 without bearer tokens); the environment's site /etc/nginx/holistix/<env>.conf (unknown names
 rejected, HTTP to HTTPS keeping the host, the frontend with its caching rules, Ganymede
 behind a WebSocket-capable proxy, per-location rate limits) and its security-header
-snippets; the directory Ganymede writes organisation blocks to; a self-signed placeholder
+snippets; the directory Ganymede writes organisation blocks to; the directory other modules'
+server blocks go in (holistix/<env>/servers/: the monitoring module's dashboards); a self-signed placeholder
 certificate for DOMAIN and *.DOMAIN until the letsencrypt module provides the real one; the
 distribution's default site removed. Every change is checked by `nginx -t` on a complete
 copy of the new configuration before any live file changes.

@@ -247,7 +247,7 @@ monitoring_scrape_interval_seconds = 15
 # monitoring: PEM file, on the machine that runs pyinfra, of the only CA the HTTPS probes then trust, instead of the system's (a private ACME CA in tests); None trusts the system's CAs, as production should.
 monitoring_probe_ca_file = None
 
-# monitoring: Serve the dashboards front door (Prometheus's consoles, alerts and queries; the logs and traces views) at https://<dashboards_subdomain>.DOMAIN as well, behind the generated password; false keeps it on 127.0.0.1 only, for an SSH tunnel (the same password).
+# monitoring: Serve the dashboards' front door (Prometheus's consoles, alerts and queries; the logs' and traces' views) at https://<dashboards_subdomain>.DOMAIN as well, behind the generated password; false keeps it on 127.0.0.1:3000 only, for commands on the host (sshd allows no tunnel).
 dashboards_public = False
 
 # monitoring: The front door's name under DOMAIN when dashboards_public is true (the wildcard certificate and DNS record cover it).

@@ -1017,9 +1017,9 @@ class Settings(BaseModel):
     dashboards_public: bool = _setting(
         False,
         module="monitoring",
-        description="Serve the dashboards front door (Prometheus's consoles, alerts and queries; the logs and "
-        "traces views) at https://<dashboards_subdomain>.DOMAIN as well, behind the generated password; false "
-        "keeps it on 127.0.0.1 only, for an SSH tunnel (the same password).",
+        description="Serve the dashboards' front door (Prometheus's consoles, alerts and queries; the logs' and "
+        "traces' views) at https://<dashboards_subdomain>.DOMAIN as well, behind the generated password; false "
+        "keeps it on 127.0.0.1:3000 only, for commands on the host (sshd allows no tunnel).",
     )
     dashboards_subdomain: str = _setting(
         "dashboards",

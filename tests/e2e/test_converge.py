@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from holistix_deploy import dns, ganymede
+from holistix_deploy import dns, ganymede, monitoring
 from holistix_deploy import nginx as web
 from holistix_deploy.hardening import SSH_AUDIT_POLICY
 from holistix_deploy.settings import COREDNS_LOOPBACK_PORTS, MONITORING_LOOPBACK_PORTS
@@ -168,7 +168,13 @@ def test_no_secret_appears_in_anything_pyinfra_printed(staging_host):
     secrets_dir = "/etc/holistix/staging"
     generated = {
         name: staging_host.exec("cat", f"{secrets_dir}/{name}")
-        for name in ("session_cookie_key", "credentials_encryption_key", "jwt_private_key.pem", "database_password")
+        for name in (
+            "session_cookie_key",
+            "credentials_encryption_key",
+            "jwt_private_key.pem",
+            "database_password",
+            "dashboards_password",
+        )
     }
     # the operator secrets really reached the host (else the check below proves nothing)
     stored = staging_host.exec("cat", f"{secrets_dir}/smtp_password").strip()
@@ -1510,6 +1516,68 @@ def test_no_monitoring_port_is_reachable_from_another_namespace(staging_host):
     # ... and on the host itself, everything answers on loopback (the scan is not blind)
     for port in (MONITORING_LOOPBACK_PORTS["prometheus"], MONITORING_LOOPBACK_PORTS["alertmanager"]):
         staging_host.exec("curl", "-sf", "-m", "5", "-o", "/dev/null", f"http://127.0.0.1:{port}/-/ready")
+
+
+def _dashboards_credentials(staging_host, config: Path) -> Path:
+    """config, written as a curl config file (0600) with the dashboards' user and the password the
+    host holds now: curl reads it, so the password is in no command line."""
+    settings = staging_host.settings()
+    password = staging_host.exec("cat", monitoring.dashboards_password_file(settings))
+    config.touch(mode=0o600)
+    config.write_text(f'user = "{monitoring.DASHBOARDS_USER}:{password}"\n')
+    return config
+
+
+def _dashboards_url(staging_host, path: str) -> str:
+    return f"https://{monitoring.dashboards_public_name(staging_host.settings())}{path}"
+
+
+def test_the_dashboards_answer_at_their_public_name_over_tls_only_with_the_password(staging_host, tmp_path):
+    url = _dashboards_url(staging_host, "/consoles/gateway-pool.html")
+    refused = _curl(staging_host, url, "-o", "/dev/null", "-w", "%{http_code}")
+    assert refused.stdout == "401", refused.stdout + refused.stderr
+    wrong = tmp_path / "wrong.curlrc"
+    wrong.write_text(f'user = "{monitoring.DASHBOARDS_USER}:not-the-password"\n')
+    assert _curl(staging_host, url, "-K", str(wrong), "-o", "/dev/null", "-w", "%{http_code}").stdout == "401"
+
+    credentials = _dashboards_credentials(staging_host, tmp_path / "dashboards.curlrc")
+    answer = _curl(staging_host, url, "-K", str(credentials), "-D", "-")
+    head, _, page = answer.stdout.partition("\n\n")
+    assert head.startswith("HTTP/2 200") or head.startswith("HTTP/1.1 200"), head
+    headers = _headers(head)
+    for header, value in monitoring.DASHBOARDS_HEADERS.items():
+        assert headers.get(header.lower()) == value, header
+    pool_size = re.search(r"<td>Pool size</td><td><a [^>]*>(\d+)</a>", page)
+    assert pool_size and pool_size.group(1) == str(staging_host.settings().gateway_pool_size), page[-2000:]
+
+
+def test_dashboards_public_off_takes_the_name_away_and_the_loopback_door_stays(staging_host, tmp_path):
+    """... and on again, after the operator deleted the password to have a new one made."""
+    url = _dashboards_url(staging_host, "/consoles/index.html")
+    old_credentials = _dashboards_credentials(staging_host, tmp_path / "old.curlrc")
+    loopback = f"http://127.0.0.1:{MONITORING_LOOPBACK_PORTS['dashboards']}/consoles/index.html"
+
+    # Act: the operator turns the public name off
+    run = staging_host.pyinfra(
+        "--data", "dashboards_public=false", deploy="deploys/monitoring.py", from_probe=PROBE_MONITORING_ALERTS
+    )
+    assert run.returncode == 0, _report(run)
+    try:
+        # Assert: the name is unknown to nginx again (no TLS handshake), loopback still asks for the password
+        gone = _curl(staging_host, url, "-o", "/dev/null")
+        assert gone.returncode == 35, f"curl {gone.returncode}: {gone.stderr}"
+        status = staging_host.exec("curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", loopback)
+        assert status == "401"
+    finally:
+        # the rotation runbook: delete the password, converge
+        staging_host.exec("rm", monitoring.dashboards_password_file(staging_host.settings()))
+        back = staging_host.pyinfra(deploy="deploys/monitoring.py", from_probe=PROBE_MONITORING_BACK)
+    assert back.returncode == 0, _report(back)
+    new_credentials = _dashboards_credentials(staging_host, tmp_path / "new.curlrc")
+    assert new_credentials.read_text() != old_credentials.read_text(), "no new password was made"
+    for credentials, status in ((old_credentials, "401"), (new_credentials, "200")):
+        answered = _curl(staging_host, url, "-K", str(credentials), "-o", "/dev/null", "-w", "%{http_code}")
+        assert answered.stdout == status, credentials
 
 
 def test_a_failed_unit_reaches_the_operators_webhook_and_mail_is_set_up_without_leaking(staging_host, tmp_path):
