@@ -335,6 +335,8 @@ files.file(
     mode="0640",
 )
 nginx_version = host.get_fact(NginxVersion)
+if nginx_version is None:
+    raise RuntimeError("no nginx version known for this host: run deploys/nginx.py first (the front door is nginx)")
 nginx_config(
     name="Ensure nginx serves the dashboards' front door (nginx -t on the complete new configuration first)",
     files={monitoring.dashboards_site(settings): monitoring.render_dashboards_site(settings, nginx_version)},

@@ -133,3 +133,29 @@ def test_coredns_version_is_read_from_what_the_release_binary_prints(tmp_path):
     binary.chmod(0o755)
     output = subprocess.run(["sh", "-c", fact.command(str(binary))], capture_output=True, text=True).stdout
     assert fact.process(output.splitlines()) == "1.14.7"
+
+
+def test_a_user_files_hash_is_checked_against_the_password_file_on_the_host(tmp_path):
+    """The dashboards' htpasswd line is remade only when it no longer matches the password:
+    the check runs openssl with the password on stdin, as on the host."""
+    import subprocess
+
+    from holistix_deploy.facts import PasswordHashMatches
+
+    fact = PasswordHashMatches()
+    password, user_file = tmp_path / "dashboards_password", tmp_path / "dashboards.htpasswd"
+
+    def matches() -> str:
+        command = fact.command(password_file=str(password), user_file=str(user_file))
+        return fact.process(subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout.splitlines())
+
+    assert matches() == "missing"
+    password.write_text("Zq8a0bcDEFghij1234567890klmnopqR")  # as generated: 32 characters, no newline
+    assert matches() == "missing"
+    hashed = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"], stdin=password.open(), capture_output=True, text=True
+    )
+    user_file.write_text(f"admin:{hashed.stdout}")
+    assert matches() == "yes"
+    password.write_text("another-password-made-after-a-deletion")
+    assert matches() == "no"
