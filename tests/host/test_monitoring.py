@@ -337,7 +337,8 @@ def _through_front_door(host, settings, path: str, password: str = "generated", 
         "generated": f'"$(cat {monitoring.dashboards_password_file(settings)})"',
         "wrong": "not-the-password",
     }
-    command = f"curl -s -m 10 -X {method} -w '\\n%{{http_code}}' '{FRONT_DOOR}{path}'"
+    # -L: Debian 12's Prometheus sends /graph on to /classic/graph
+    command = f"curl -sL -m 10 -X {method} -w '\\n%{{http_code}}' '{FRONT_DOOR}{path}'"
     if password in credentials:
         command = f"printf 'user = \"{monitoring.DASHBOARDS_USER}:%s\"\\n' {credentials[password]} | {command} -K -"
     with host.sudo():
