@@ -243,11 +243,10 @@ ACME_DIRECTORIES = {
 ACME_MAX_NAMES = 100
 # CoreDNS's own loopback listeners (health, readiness, Prometheus metrics)
 COREDNS_LOOPBACK_PORTS = {"health": 8080, "ready": 8181, "metrics": 9153}
-# The monitoring stack's loopback listeners (the packages' usual ports; nginx's stub_status on 8088)
 # names the platform itself serves under DOMAIN (platform contract 5; ns1 is the zone's NS)
 _PLATFORM_NAMES = frozenset({"ganymede", "ns1"})
 _PLATFORM_PREFIXES = ("org-", "uc-")
-
+# The monitoring stack's loopback listeners (the packages' usual ports; nginx's stub_status on 8088)
 MONITORING_LOOPBACK_PORTS = {
     "prometheus": 9090,
     "alertmanager": 9093,
@@ -257,7 +256,7 @@ MONITORING_LOOPBACK_PORTS = {
     "blackbox_exporter": 9115,
     "mtail": 3903,
     "nginx_status": 8088,
-    # nginx: the dashboards' front door on loopback (an SSH tunnel's end), behind the password
+    # nginx: the dashboards' front door on loopback (for commands on the host), behind the password
     "dashboards": 3000,
     "victorialogs": 9428,
     "vlagent": 9429,

@@ -1542,6 +1542,8 @@ def test_the_dashboards_answer_at_their_public_name_over_tls_only_with_the_passw
 
     credentials = _dashboards_credentials(staging_host, tmp_path / "dashboards.curlrc")
     answer = _curl(staging_host, url, "-K", str(credentials), "-D", "-")
+    credentials.unlink()  # pytest keeps the last runs' temporary directories
+    wrong.unlink()
     head, _, page = answer.stdout.partition("\n\n")
     assert head.startswith("HTTP/2 200") or head.startswith("HTTP/1.1 200"), head
     headers = _headers(head)
@@ -1574,10 +1576,17 @@ def test_dashboards_public_off_takes_the_name_away_and_the_loopback_door_stays(s
         back = staging_host.pyinfra(deploy="deploys/monitoring.py", from_probe=PROBE_MONITORING_BACK)
     assert back.returncode == 0, _report(back)
     new_credentials = _dashboards_credentials(staging_host, tmp_path / "new.curlrc")
-    assert new_credentials.read_text() != old_credentials.read_text(), "no new password was made"
-    for credentials, status in ((old_credentials, "401"), (new_credentials, "200")):
-        answered = _curl(staging_host, url, "-K", str(credentials), "-o", "/dev/null", "-w", "%{http_code}")
-        assert answered.stdout == status, credentials
+    try:
+        assert new_credentials.read_text() != old_credentials.read_text(), "no new password was made"
+        new_password = new_credentials.read_text().split(":", 1)[1].rstrip('"\n')
+        assert new_password not in back.stdout + back.stderr, "the new password was printed"
+        for credentials, status in ((old_credentials, "401"), (new_credentials, "200")):
+            answered = _curl(staging_host, url, "-K", str(credentials), "-o", "/dev/null", "-w", "%{http_code}")
+            assert answered.stdout == status, credentials
+    finally:
+        # pytest keeps the last runs' temporary directories
+        old_credentials.unlink()
+        new_credentials.unlink()
 
 
 def test_a_failed_unit_reaches_the_operators_webhook_and_mail_is_set_up_without_leaking(staging_host, tmp_path):

@@ -488,11 +488,88 @@ def _get(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+# What the exporters, the helpers and the rules write on a host, as the consoles read it: one
+# series per metric (a second where a dashboard groups or filters), four samples a minute apart
+# up to now, counters rising. PostgreSQL's shared-objects row has no datname and a NaN count.
+SEEDED_SERIES = [
+    ("up", {"job": "node", "instance": "127.0.0.1:9100"}, [1, 1, 1, 1]),
+    ("up", {"job": "postgres", "instance": "127.0.0.1:9187"}, [1, 1, 1, 1]),
+    ("ALERTS", {"alertname": "DiskUsageHigh", "alertstate": "firing", "severity": "warning"}, [1, 1, 1, 1]),
+    ("ALERTS_FOR_STATE", {"alertname": "DiskUsageHigh"}, ["now-900"] * 4),
+    ("node_cpu_seconds_total", {"job": "node", "cpu": "0", "mode": "idle"}, [100, 150, 200, 250]),
+    ("node_cpu_seconds_total", {"job": "node", "cpu": "0", "mode": "user"}, [10, 20, 30, 40]),
+    ("node_memory_MemTotal_bytes", {"job": "node"}, [8 * 2**30] * 4),
+    ("node_memory_MemAvailable_bytes", {"job": "node"}, [6 * 2**30] * 4),
+    ("node_filesystem_avail_bytes", {"job": "node", "mountpoint": "/", "fstype": "ext4"}, [40 * 2**30] * 4),
+    ("node_filesystem_size_bytes", {"job": "node", "mountpoint": "/", "fstype": "ext4"}, [80 * 2**30] * 4),
+    ("node_network_receive_bytes_total", {"job": "node", "device": "eth0"}, [0, 6000, 12000, 18000]),
+    ("node_network_transmit_bytes_total", {"job": "node", "device": "eth0"}, [0, 3000, 6000, 9000]),
+    ("node_boot_time_seconds", {"job": "node"}, ["now-86400"] * 4),
+    ("node_load1", {"job": "node"}, [0.5, 0.6, 0.7, 0.8]),
+    ("node_systemd_unit_state", {"job": "node", "name": "nginx.service", "state": "failed"}, [0, 0, 0, 0]),
+    ("nginx_up", {"job": "nginx"}, [1, 1, 1, 1]),
+    ("nginx_http_requests_total", {"job": "nginx"}, [0, 600, 1200, 1800]),
+    ("nginx_connections_active", {"job": "nginx"}, [3, 4, 5, 6]),
+    ("nginx_connections_waiting", {"job": "nginx"}, [1, 1, 2, 2]),
+    ("holistix_nginx_responses_total", {"server": "api", "status": "200"}, [0, 570, 1140, 1710]),
+    ("holistix_nginx_responses_total", {"server": "api", "status": "502"}, [0, 30, 60, 90]),
+    ("probe_success", {"job": "https_api", "instance": "https://ganymede.app.example.com/health"}, [1, 1, 1, 1]),
+    ("probe_ssl_earliest_cert_expiry", {"instance": "https://ganymede.app.example.com/health"}, ["now+5184000"] * 4),
+    ("pg_up", {"job": "postgres"}, [1, 1, 1, 1]),
+    ("pg_stat_database_numbackends", {"job": "postgres", "datname": "ganymede_prod"}, [3, 4, 4, 5]),
+    ("pg_stat_database_numbackends", {"job": "postgres", "datname": ""}, ["NaN"] * 4),
+    ("pg_settings_max_connections", {"job": "postgres"}, [100] * 4),
+    ("pg_stat_database_deadlocks", {"job": "postgres", "datname": "ganymede_prod"}, [0, 0, 1, 1]),
+    ("pg_stat_database_xact_commit", {"job": "postgres", "datname": "ganymede_prod"}, [0, 60, 120, 180]),
+    ("pg_stat_database_xact_rollback", {"job": "postgres", "datname": "ganymede_prod"}, [0, 1, 2, 3]),
+    ("pg_database_size_bytes", {"job": "postgres", "datname": "ganymede_prod"}, [9 * 2**20] * 4),
+    ("holistix_gateway_pool_size", {}, [4] * 4),
+    ("holistix_gateway_pool_running_containers", {}, [4] * 4),
+    ("holistix_gateway_pool_registered_gateways", {}, [4] * 4),
+    ("holistix_gateway_pool_ready_gateways", {}, [3] * 4),
+    ("holistix_gateway_pool_free_gateways", {}, [2] * 4),
+    ("holistix_gateway_pool_unhealthy_containers", {}, [1] * 4),
+    ("holistix_gateway_pool_last_update_timestamp_seconds", {}, ["now-30"] * 4),
+]
+
+
+def _seeded_store(tmp_path: Path) -> Path:
+    """A Prometheus store holding SEEDED_SERIES, made by promtool from OpenMetrics text."""
+    now = int(time.time())
+
+    def value(raw) -> str:
+        if isinstance(raw, str) and raw.startswith("now"):
+            return str(now + int(raw[3:]))
+        return str(raw)
+
+    lines = []
+    for name, labels, values in SEEDED_SERIES:
+        label_text = ",".join(f'{key}="{label}"' for key, label in labels.items())
+        for step, raw in enumerate(values):
+            lines.append(f"{name}{{{label_text}}} {value(raw)} {now - 60 * (len(values) - 1 - step)}")
+    metrics = tmp_path / "seed.om"
+    metrics.write_text("\n".join(lines) + "\n# EOF\n")
+    store = tmp_path / "data"
+    made = _run(_tool("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(metrics), str(store))
+    assert made.returncode == 0, made.stdout + made.stderr
+    return store
+
+
 @pytest.fixture
 def console_server(tmp_path):
     """The distribution's Prometheus (unpacked by scripts/monitoring-tools) on a free loopback
     port, with an empty store, serving a copy of the project's consoles: yields (base URL, the
     copy's consoles directory)."""
+    yield from _console_server(tmp_path, tmp_path / "data")
+
+
+@pytest.fixture
+def seeded_console_server(tmp_path):
+    """The same, its store holding SEEDED_SERIES."""
+    yield from _console_server(tmp_path, _seeded_store(tmp_path))
+
+
+def _console_server(tmp_path: Path, store: Path):
     consoles = tmp_path / "consoles"
     shutil.copytree(ROOT / "files" / "monitoring" / "consoles", consoles)
     config = tmp_path / "prometheus.yml"
@@ -502,7 +579,7 @@ def console_server(tmp_path):
         [
             _tool("prometheus"),
             f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--storage.tsdb.path={store}",
             f"--web.listen-address={address}",
             f"--web.console.templates={consoles}",
             f"--web.console.libraries={ROOT / 'files' / 'monitoring' / 'console_libraries'}",
@@ -542,6 +619,36 @@ def test_every_dashboard_renders_in_prometheus(console_server):
         assert len(values) == html.count("data-expr") and set(values) <= {"-", "0"}, (page, values)
 
 
+def test_every_dashboard_shows_every_number_when_the_metrics_are_there(seeded_console_server):
+    base, _ = seeded_console_server
+    pages = {page: _get(f"{base}/consoles/{page}") for page in CONSOLES}
+    assert {page: status for page, (status, _) in pages.items()} == dict.fromkeys(CONSOLES, 200)
+    for page, (_, html) in pages.items():
+        values = dict(re.findall(r"<tr><td>([^<]*)</td><td><a [^>]*>([^<]*)</a>", html))
+        assert len(values) == html.count("data-expr"), page
+        # a number each (with its unit), never "-" or NaN
+        shown = {label: value for label, value in values.items() if not re.match(r"^-?\d", value)}
+        assert shown == {}, (page, shown)
+    host, nginx_page, postgres, pool = (
+        pages[p][1] for p in ("host.html", "nginx.html", "postgres.html", "gateway-pool.html")
+    )
+    index = pages["index.html"][1]
+    assert "<tr><td>node</td><td>1 / 1</td></tr>" in index and "<tr><td>postgres</td><td>1 / 1</td></tr>" in index
+    assert re.search(r"<tr><td>DiskUsageHigh</td><td>warning</td><td>1\dm", index), "the firing alert and for how long"
+    assert re.search(r">Memory used</td><td><a [^>]*>25\.0 %</a>", host)
+    assert re.search(r">Root filesystem used</td><td><a [^>]*>50\.0 %</a>", host)
+    assert re.search(r">Up for</td><td><a [^>]*>1d 0h 0m", host)
+    assert '<ul id="failed-units">\n\n<li>none</li>' in host
+    # 90 502s in 1800 answers: 5 %
+    assert re.search(r">Ganymede&#39;s 5xx \(5 min\)</td><td><a [^>]*>5\.0 %</a>", nginx_page)
+    assert re.search(r"<td>https://ganymede\.app\.example\.com/health</td><td>yes</td><td>59d 23h", nginx_page)
+    # the shared-objects row (no datname, NaN) is left out of the count
+    assert re.search(r">Connections</td><td><a [^>]*>5</a>", postgres)
+    assert "<tr><td>ganymede_prod</td><td>9MiB</td></tr>" in postgres
+    for label, count in (("Ready gateways", 3), ("Free gateways", 2), ("Unhealthy containers", 1)):
+        assert re.search(rf">{label}</td><td><a [^>]*>{count}</a>", pool), label
+
+
 def test_a_broken_dashboard_is_caught_by_the_render_check(console_server):
     base, consoles = console_server
     (consoles / "host.html").write_text(
@@ -560,7 +667,8 @@ def test_the_front_door_asks_for_the_password_on_loopback_and_is_public_only_whe
     assert public.count("server {") == 2 and "listen 127.0.0.1:3000;" in public
     assert "server_name dashboards.app.example.com;" in public and "listen 443 ssl;" in public
     for config in (private, public):
-        # every block's every location behind the password, the password kept from the upstreams
+        # the password on every block (no location answers before it: no `return`), kept from the upstreams
+        assert "return " not in config and "deny " not in config
         assert config.count("auth_basic_user_file /etc/nginx/holistix/prod/dashboards.htpasswd;") == config.count(
             "server {"
         )
@@ -570,11 +678,13 @@ def test_the_front_door_asks_for_the_password_on_loopback_and_is_public_only_whe
         assert "proxy_pass http://127.0.0.1:16686;" in config
     for header, value in monitoring.DASHBOARDS_HEADERS.items():
         assert f'add_header {header} "{value}" always;' in public
+    # a guessed password costs a request at the API's rate per address
+    assert "limit_req zone=holistix_api burst=" in public.split("server_name")[1]
 
 
 def test_the_front_door_refuses_what_would_change_prometheus(valid_data):
     config = monitoring.render_dashboards_site(_settings(valid_data), (1, 26))
-    refused = re.search(r"location ~ (\S+) \{\s+return 403;", config).group(1)
+    refused = re.search(r"location ~ (\S+) \{\s+root /nonexistent;", config).group(1)
     for path in (
         "/-/reload",
         "/-/quit",
