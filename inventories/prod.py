@@ -50,6 +50,9 @@ vps = [
             # },
             # and Jaeger's, from jaeger-2.13.0.sha256sum.txt on https://github.com/jaegertracing/jaeger/releases:
             # "jaeger_sha256": {"amd64": "<64 hex digits>"},
+            # The dashboards in a browser at https://dashboards.DOMAIN (user admin, the password
+            # generated in /etc/holistix/prod/dashboards_password); without it, the host only:
+            # "dashboards_public": True,
             # Required by deploys/ganymede.py and deploys/gateway_pool.py: the platform build and the
             # gateway image (docker save), each with the sha256 published with it (README, Releases):
             # "ganymede_release": {"version": "1.4.2", "source": "https://...", "sha256": "<64 hex>"},
