@@ -42,7 +42,7 @@ apt.packages(
 )
 for directory, mode in (
     (f"{nginx.CONFIG_DIR}/holistix", "0755"),
-    (f"{nginx.CONFIG_DIR}/holistix/{settings.environment}", "0755"),
+    (nginx.environment_dir(settings), "0755"),
     (nginx.servers_dir(settings), "0755"),
     (settings.tls_dir, "0700"),
     (nginx.PLACEHOLDER_CA_DIR, "0700"),

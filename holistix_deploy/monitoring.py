@@ -410,7 +410,7 @@ def dashboards_password_file(settings: Settings) -> str:
 
 def dashboards_htpasswd(settings: Settings) -> str:
     """nginx's user file for the front door: the password's SHA-512 crypt hash, for www-data to read."""
-    return f"{nginx.CONFIG_DIR}/holistix/{settings.environment}/dashboards.htpasswd"
+    return f"{nginx.environment_dir(settings)}/dashboards.htpasswd"
 
 
 def dashboards_site(settings: Settings) -> str:
@@ -440,9 +440,8 @@ def render_dashboards_site(settings: Settings, version: tuple[int, int]) -> str:
         access_log=f"{nginx.LOG_DIR}/{settings.environment}-dashboards.access.log",
         tls_dir=settings.tls_dir,
         headers=DASHBOARDS_HEADERS,
-        burst=settings.nginx_api_rate_per_second * 3,
-        # nginx 1.25.1 moved HTTP/2 from a listen parameter to its own directive
-        http2_directive=version >= (1, 25),
+        burst=nginx.api_burst(settings),
+        http2_directive=nginx.http2_directive(version),
     )
 
 

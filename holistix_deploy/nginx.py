@@ -31,10 +31,25 @@ def site_file(settings: Settings) -> str:
     return f"{CONFIG_DIR}/holistix/{settings.environment}.conf"
 
 
+def environment_dir(settings: Settings) -> str:
+    """The environment's own files beside its site: header snippets, other modules' blocks."""
+    return f"{CONFIG_DIR}/holistix/{settings.environment}"
+
+
 def servers_dir(settings: Settings) -> str:
     """Where other modules put server blocks of their own (the monitoring module's dashboards):
     nginx.conf includes every *.conf there, so a re-run of this module keeps them."""
-    return f"{CONFIG_DIR}/holistix/{settings.environment}/servers"
+    return f"{environment_dir(settings)}/servers"
+
+
+def api_burst(settings: Settings) -> int:
+    """The burst the API's rate limit lets through (Ganymede's block, the public dashboards)."""
+    return settings.nginx_api_rate_per_second * 3
+
+
+def http2_directive(version: tuple[int, int]) -> bool:
+    """nginx 1.25.1 moved HTTP/2 from a listen parameter to its own directive."""
+    return version >= (1, 25)
 
 
 def access_log(settings: Settings, server: str | None = None) -> str:
@@ -44,7 +59,7 @@ def access_log(settings: Settings, server: str | None = None) -> str:
 
 
 def headers_file(settings: Settings, server: str) -> str:
-    return f"{CONFIG_DIR}/holistix/{settings.environment}/{server}-headers.conf"
+    return f"{environment_dir(settings)}/{server}-headers.conf"
 
 
 def relative(path: str) -> str:
@@ -135,14 +150,13 @@ def render_site(settings: Settings, version: tuple[int, int]) -> str:
         body_size_mb=settings.nginx_client_max_body_size_mb,
         auth_regex=auth_location_regex(settings),
         auth_burst=max(1, settings.nginx_auth_rate_per_minute // 3),
-        api_burst=settings.nginx_api_rate_per_second * 3,
+        api_burst=api_burst(settings),
         static_burst=STATIC_BURST,
         frontend_headers=relative(headers_file(settings, "frontend")),
         ganymede_headers=relative(headers_file(settings, "ganymede")),
         log_dir=LOG_DIR,
         access_logs={server: access_log(settings, server) for server in ("redirect", "frontend", "ganymede")},
-        # nginx 1.25.1 moved HTTP/2 from a listen parameter to its own directive
-        http2_directive=version >= (1, 25),
+        http2_directive=http2_directive(version),
     )
 
 
