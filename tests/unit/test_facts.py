@@ -1,5 +1,7 @@
 """Our facts parse what the commands really print (outputs recorded on Debian 12 and 13)."""
 
+import pytest
+
 from holistix_deploy.facts import ContainerVirtualization, OpenSsh, SshHostKeyBits, Ufw, WeakModuli
 
 UFW_ACTIVE = """Status: active
@@ -88,51 +90,44 @@ def test_container_virtualization():
     assert ContainerVirtualization().process(["none"]) is None
 
 
-def test_victorialogs_version_is_read_from_what_the_release_binary_prints(tmp_path):
+@pytest.mark.parametrize(
+    ("fact_name", "binary_name", "printed", "release"),
+    [
+        # what the v1.52.1 release's binary prints for -version
+        (
+            "VictoriaLogsVersion",
+            "victoria-logs",
+            "echo victoria-logs-20251201-101010-tags-v1.52.1-0-gabcdef0",
+            "1.52.1",
+        ),
+        # what the 2.13.0 release's binary prints for `jaeger version` (its log line goes to stderr)
+        (
+            "JaegerVersion",
+            "jaeger",
+            "echo 'application version: git-commit=abc, git-version=v2.13.0' >&2\n"
+            'echo \'{"gitCommit":"abc","gitVersion":"v2.13.0","buildDate":"2025-12-03T00:00:00Z"}\'',
+            "2.13.0",
+        ),
+        # what the 1.14.7 release's binary prints for -version
+        ("CorednsVersion", "coredns", "echo CoreDNS-1.14.7\necho linux/amd64, go1.24.6, 2a3d5a7", "1.14.7"),
+    ],
+    ids=["victorialogs", "jaeger", "coredns"],
+)
+def test_a_release_version_is_read_from_what_the_release_binary_prints(
+    tmp_path, fact_name, binary_name, printed, release
+):
     import subprocess
 
-    from holistix_deploy.facts import VictoriaLogsVersion
+    from holistix_deploy import facts
 
-    fact = VictoriaLogsVersion()
-    binary = tmp_path / "victoria-logs"
-    # what the v1.52.1 release's binary prints for -version
-    binary.write_text("#!/bin/sh\necho victoria-logs-20251201-101010-tags-v1.52.1-0-gabcdef0\n")
+    fact = getattr(facts, fact_name)()
+    binary = tmp_path / binary_name
+    binary.write_text(f"#!/bin/sh\n{printed}\n")
     binary.chmod(0o755)
     output = subprocess.run(["sh", "-c", fact.command(str(binary))], capture_output=True, text=True).stdout
-    assert fact.process(output.splitlines()) == "1.52.1"
+    assert fact.process(output.splitlines()) == release
     missing = subprocess.run(["sh", "-c", fact.command(str(tmp_path / "none"))], capture_output=True, text=True)
     assert fact.process(missing.stdout.splitlines()) is None
-
-
-def test_jaeger_version_is_read_from_what_the_release_binary_prints(tmp_path):
-    import subprocess
-
-    from holistix_deploy.facts import JaegerVersion
-
-    fact = JaegerVersion()
-    binary = tmp_path / "jaeger"
-    # what the 2.13.0 release's binary prints for `jaeger version` (its log line goes to stderr)
-    binary.write_text(
-        "#!/bin/sh\necho 'application version: git-commit=abc, git-version=v2.13.0' >&2\n"
-        'echo \'{"gitCommit":"abc","gitVersion":"v2.13.0","buildDate":"2025-12-03T00:00:00Z"}\'\n'
-    )
-    binary.chmod(0o755)
-    output = subprocess.run(["sh", "-c", fact.command(str(binary))], capture_output=True, text=True).stdout
-    assert fact.process(output.splitlines()) == "2.13.0"
-
-
-def test_coredns_version_is_read_from_what_the_release_binary_prints(tmp_path):
-    import subprocess
-
-    from holistix_deploy.facts import CorednsVersion
-
-    fact = CorednsVersion()
-    binary = tmp_path / "coredns"
-    # what the 1.14.7 release's binary prints for -version
-    binary.write_text("#!/bin/sh\necho CoreDNS-1.14.7\necho linux/amd64, go1.24.6, 2a3d5a7\n")
-    binary.chmod(0o755)
-    output = subprocess.run(["sh", "-c", fact.command(str(binary))], capture_output=True, text=True).stdout
-    assert fact.process(output.splitlines()) == "1.14.7"
 
 
 def test_a_user_files_hash_is_checked_against_the_password_file_on_the_host(tmp_path):
